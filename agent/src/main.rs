@@ -1,1 +1,5 @@
-fn main() {}
+//! `callhome-agent`: everything lives in the library; this only hands over the exit code.
+
+fn main() -> std::process::ExitCode {
+    callhome_agent::cli::main()
+}

@@ -1,0 +1,281 @@
+//! The command line: parsing (clap derive), the commands, their output lines and exit codes.
+//!
+//! stdout carries only a command's result (the snapshot JSON of `collect`, the one line of `enroll`,
+//! `send` and `validate`); errors and logs go to stderr. Exit codes are sysexits (see [`crate::exit`]).
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use callhome_shared::api::EnrollRequest;
+use clap::{Parser, Subcommand};
+use time::OffsetDateTime;
+use tracing_subscriber::filter::{LevelFilter, Targets};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+
+use crate::config::{self, ConfigError, LoadedConfig};
+use crate::deliver::{Collector, DeliverError, Delivered};
+use crate::probes::PROBES;
+use crate::state::{Enrollment, StateDir, StateError};
+use crate::{exit, snapshot};
+
+/// Environment variable holding the log filter, e.g. `debug` or `info,callhome_agent=debug`.
+const LOG_ENV: &str = "CALLHOME_LOG";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "callhome-agent",
+    version,
+    about = "Health snapshots of a Citrix host, delivered to the callhome collector"
+)]
+pub struct Cli {
+    /// Config file. Without this flag, /etc/callhome/agent.toml is read if it exists, else the
+    /// built-in defaults apply.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Build a snapshot and print it as JSON, exactly as `send` would send it.
+    Collect,
+    /// Trade an enrollment token for this host's credential, and save it in the state directory.
+    Enroll {
+        /// Collector base URL (https:// only). Default: `collector.url` from the config.
+        #[arg(long, value_name = "URL")]
+        collector: Option<String>,
+        /// Enrollment token from the collector operator (starts with `chet_`).
+        #[arg(long, value_name = "TOKEN")]
+        token: String,
+        /// PEM file of the CA that signed the collector's certificate; only it is trusted, and it
+        /// is kept for `send`. Default: `collector.ca_file`, else the system's roots.
+        #[arg(long, value_name = "FILE")]
+        ca: Option<PathBuf>,
+    },
+    /// Collect once and deliver the snapshot to the collector.
+    Send,
+    /// Check the config and print every problem found; exit 78 when there is one.
+    Validate,
+}
+
+/// Entry point of the binary.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // --help and --version are "errors" that print to stdout and exit 0.
+            let _ = e.print();
+            return ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(2));
+        }
+    };
+    init_logging();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            match err.downcast_ref::<ConfigError>() {
+                // One line per problem, each marked, so that every one is seen (and greppable).
+                Some(invalid @ ConfigError::Invalid { .. }) => {
+                    for line in invalid.to_string().lines() {
+                        eprintln!("error: {line}");
+                    }
+                }
+                _ => eprintln!("error: {err:#}"),
+            }
+            ExitCode::from(exit_code_of(&err))
+        }
+    }
+}
+
+/// Runs one parsed command line.
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    if let Command::Validate = cli.command {
+        return validate(cli.config.as_deref());
+    }
+    let loaded = config::load(cli.config.as_deref(), PROBES)?;
+    tracing::debug!(config = %loaded.origin(), "config loaded");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Collect => collect(&loaded).await,
+            Command::Enroll { collector, token, ca } => {
+                enroll(&loaded, collector.as_deref(), &token, ca.as_deref()).await
+            }
+            Command::Send => send(&loaded).await,
+            Command::Validate => Ok(()),
+        }
+    });
+    // A probe that timed out may still hold a blocking thread: do not wait for it.
+    runtime.shutdown_background();
+    result
+}
+
+async fn collect(loaded: &LoadedConfig) -> anyhow::Result<()> {
+    let config = &loaded.config;
+    let host_id = StateDir::new(&config.state_dir).host_id_or_ephemeral();
+    let snapshot = snapshot::collect(config, host_id, PROBES).await;
+    if let Err(error) = snapshot.validate() {
+        tracing::error!(%error, "the snapshot breaks the schema: the collector would refuse it");
+    }
+    println!("{}", snapshot.to_json_pretty());
+    Ok(())
+}
+
+async fn enroll(
+    loaded: &LoadedConfig,
+    collector: Option<&str>,
+    token: &str,
+    ca: Option<&Path>,
+) -> anyhow::Result<()> {
+    let config = &loaded.config;
+    let url = collector.or(config.collector_url()).ok_or_else(|| {
+        ConfigError::Missing(format!(
+            "no collector URL: pass `--collector URL` or set `collector.url` in {}",
+            loaded.origin()
+        ))
+    })?;
+    let ca = ca.or(config.collector_ca_file());
+    let client = Collector::new(url, ca, config.collector_timeout())?;
+    // Read before enrolling: a CA file that vanishes in between must not leave a credential that
+    // `send` cannot use.
+    let ca_pem = ca
+        .map(|path| {
+            std::fs::read(path)
+                .map_err(|e| ConfigError::Missing(format!("cannot read CA file {}: {e}", path.display())))
+        })
+        .transpose()?;
+
+    let state = StateDir::new(&config.state_dir);
+    let host_id = state.host_id().context("cannot keep this host's id")?;
+    let host = snapshot::host_identity(config, host_id);
+    let request = EnrollRequest {
+        token: token.to_string(),
+        host_id,
+        hostname: host.hostname,
+        role: config.role,
+        agent_version: crate::AGENT_VERSION.to_string(),
+    };
+    tracing::info!(collector = client.base_url(), %host_id, "enrolling");
+    let response = client.enroll(&request).await.context("enrollment failed")?;
+    if response.host_id != host_id {
+        tracing::warn!(sent = %host_id, assigned = %response.host_id, "collector assigned another host id");
+    }
+    state
+        .save_collector_ca(ca_pem.as_deref())
+        .context("cannot keep a copy of the collector's CA")?;
+    let enrollment = Enrollment {
+        credential: response.credential,
+        host_id: response.host_id,
+        org: response.org,
+        environment: response.environment,
+        collector_url: client.base_url().to_string(),
+        enrolled_at: OffsetDateTime::now_utc(),
+    };
+    state
+        .save_enrollment(&enrollment)
+        .context("cannot save the enrollment")?;
+    println!(
+        "enrolled host {} into org {}, environment {}",
+        enrollment.host_id, enrollment.org, enrollment.environment
+    );
+    Ok(())
+}
+
+async fn send(loaded: &LoadedConfig) -> anyhow::Result<()> {
+    let config = &loaded.config;
+    let state = StateDir::new(&config.state_dir);
+    let enrollment = state.load_enrollment()?;
+    let url = config.collector_url().unwrap_or(&enrollment.collector_url);
+    let ca: Option<PathBuf> = config
+        .collector_ca_file()
+        .map(Path::to_path_buf)
+        .or_else(|| state.collector_ca());
+    let client = Collector::new(url, ca.as_deref(), config.collector_timeout())?;
+    let snapshot = snapshot::collect(config, enrollment.host_id, PROBES).await;
+    snapshot
+        .validate()
+        .context("the snapshot breaks the schema (a bug in the agent)")?;
+    let delivered = client
+        .send(&snapshot, &enrollment.credential)
+        .await
+        .with_context(|| format!("snapshot {} not delivered", snapshot.id))?;
+    match delivered {
+        Delivered::Stored(id) => println!("stored {id}"),
+        Delivered::Duplicate(id) => println!("already stored {id}"),
+    }
+    Ok(())
+}
+
+/// `validate`: every problem on its own line on stderr, exit 78 if there is any.
+fn validate(path: Option<&Path>) -> anyhow::Result<()> {
+    let loaded = config::load(path, PROBES)?;
+    println!("{}: ok", loaded.origin());
+    Ok(())
+}
+
+/// The exit code for an error: the first typed error in its chain decides.
+pub fn exit_code_of(err: &anyhow::Error) -> u8 {
+    for cause in err.chain() {
+        if cause.downcast_ref::<ConfigError>().is_some() {
+            return exit::CONFIG;
+        }
+        if let Some(e) = cause.downcast_ref::<StateError>() {
+            return e.exit_code();
+        }
+        if let Some(e) = cause.downcast_ref::<DeliverError>() {
+            return e.exit_code();
+        }
+    }
+    1
+}
+
+/// Logs to stderr, filtered by `CALLHOME_LOG` (tracing `Targets` syntax), `info` by default.
+fn init_logging() {
+    let spec = std::env::var(LOG_ENV).unwrap_or_default();
+    let default = || Targets::new().with_default(LevelFilter::INFO);
+    let (targets, bad) = match spec.trim() {
+        "" => (default(), None),
+        s => match s.parse::<Targets>() {
+            Ok(t) => (t, None),
+            Err(e) => (default(), Some(e)),
+        },
+    };
+    let fmt = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_target(false);
+    // Fails only if a subscriber is already set, which leaves that one in place.
+    let _ = tracing_subscriber::registry().with(fmt).with(targets).try_init();
+    if let Some(error) = bad {
+        tracing::warn!(%error, value = %spec, "{LOG_ENV} is not a valid filter: logging at info");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn typed_errors_decide_the_exit_code() {
+        let e = anyhow::Error::new(StateError::NotEnrolled { path: "/x".into() }).context("send");
+        assert_eq!(exit_code_of(&e), 78);
+        let e = anyhow::Error::new(DeliverError::Timeout {
+            url: "https://x".into(),
+            secs: 1,
+        });
+        assert_eq!(exit_code_of(&e), 75);
+        assert_eq!(exit_code_of(&anyhow::anyhow!("other")), 1);
+    }
+}

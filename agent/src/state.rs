@@ -1,0 +1,323 @@
+//! The state directory (default `/var/lib/callhome`): what the agent keeps across runs.
+//!
+//! - `host_id`: this host's UUID, made once and kept, so the collector sees one host across restarts.
+//! - `enrollment.json`: the credential and where it is valid (mode 0600; refused when others can read
+//!   it, since the credential is a bearer secret).
+//! - `collector-ca.pem`: a copy of the CA file given at enrollment, so `send` trusts the same roots.
+//!
+//! Every file is written atomically (temporary file in the same directory, fsync, rename, fsync of the
+//! directory): a crash leaves the old file or the new one, never half of one.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+const HOST_ID_FILE: &str = "host_id";
+const ENROLLMENT_FILE: &str = "enrollment.json";
+const COLLECTOR_CA_FILE: &str = "collector-ca.pem";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("not enrolled: run `callhome-agent enroll` (no {})", path.display())]
+    NotEnrolled { path: PathBuf },
+    #[error(
+        "{} is readable by group or others (mode {mode:04o}); it holds the agent credential: run `chmod 600 {}`",
+        path.display(),
+        path.display()
+    )]
+    Exposed { path: PathBuf, mode: u32 },
+    #[error("{}: {message}", path.display())]
+    Corrupt { path: PathBuf, message: String },
+    #[error("{}: {error}", path.display())]
+    Io { path: PathBuf, error: io::Error },
+}
+
+impl StateError {
+    /// The sysexits code a command ends with on this error.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            StateError::Io { .. } => crate::exit::IOERR,
+            _ => crate::exit::CONFIG,
+        }
+    }
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StateError + '_ {
+    move |error| StateError::Io {
+        path: path.to_path_buf(),
+        error,
+    }
+}
+
+/// What `enroll` obtained, as stored in `enrollment.json`.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Enrollment {
+    /// Bearer secret for `/v1/snapshots`. Never logged: `Debug` leaves it out.
+    pub credential: String,
+    pub host_id: Uuid,
+    pub org: String,
+    pub environment: String,
+    pub collector_url: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub enrolled_at: OffsetDateTime,
+}
+
+impl std::fmt::Debug for Enrollment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Enrollment")
+            .field("credential", &"<redacted>")
+            .field("host_id", &self.host_id)
+            .field("org", &self.org)
+            .field("environment", &self.environment)
+            .field("collector_url", &self.collector_url)
+            .field("enrolled_at", &self.enrolled_at)
+            .finish()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct StateDir {
+    path: PathBuf,
+}
+
+impl StateDir {
+    pub fn new(path: impl Into<PathBuf>) -> StateDir {
+        StateDir { path: path.into() }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn enrollment_path(&self) -> PathBuf {
+        self.path.join(ENROLLMENT_FILE)
+    }
+
+    pub fn collector_ca_path(&self) -> PathBuf {
+        self.path.join(COLLECTOR_CA_FILE)
+    }
+
+    /// Creates the directory (mode 0700) if needed.
+    fn ensure_dir(&self) -> Result<(), StateError> {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&self.path)
+            .map_err(io_err(&self.path))
+    }
+
+    /// This host's id: read from `host_id`, or made and saved on first use.
+    pub fn host_id(&self) -> Result<Uuid, StateError> {
+        let path = self.path.join(HOST_ID_FILE);
+        match fs::read_to_string(&path) {
+            Ok(text) => Uuid::parse_str(text.trim()).map_err(|e| StateError::Corrupt {
+                path: path.clone(),
+                message: format!("not a UUID ({e}); delete it to make a new host id"),
+            }),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                self.ensure_dir()?;
+                let id = Uuid::new_v4();
+                write_atomic(&path, format!("{id}\n").as_bytes(), 0o644)?;
+                tracing::info!(%id, path = %path.display(), "made a new host id");
+                Ok(id)
+            }
+            Err(e) => Err(io_err(&path)(e)),
+        }
+    }
+
+    /// The host id, or a fresh one for this run only when the state directory cannot hold it (for
+    /// example `collect` run by a user who cannot write `/var/lib/callhome`).
+    pub fn host_id_or_ephemeral(&self) -> Uuid {
+        match self.host_id() {
+            Ok(id) => id,
+            Err(error) => {
+                let id = Uuid::new_v4();
+                tracing::warn!(%error, %id, "cannot keep a host id in the state directory: using an ephemeral one for this run");
+                id
+            }
+        }
+    }
+
+    pub fn save_enrollment(&self, enrollment: &Enrollment) -> Result<(), StateError> {
+        self.ensure_dir()?;
+        let path = self.enrollment_path();
+        let json = serde_json::to_vec_pretty(enrollment).map_err(|e| StateError::Corrupt {
+            path: path.clone(),
+            message: e.to_string(),
+        })?;
+        write_atomic(&path, &json, 0o600)
+    }
+
+    pub fn load_enrollment(&self) -> Result<Enrollment, StateError> {
+        let path = self.enrollment_path();
+        let file = match File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(StateError::NotEnrolled { path });
+            }
+            Err(e) => return Err(io_err(&path)(e)),
+        };
+        let mode = file.metadata().map_err(io_err(&path))?.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            return Err(StateError::Exposed { path, mode });
+        }
+        serde_json::from_reader(io::BufReader::new(file)).map_err(|e| StateError::Corrupt {
+            path: path.clone(),
+            message: format!("{e}; run `callhome-agent enroll` again"),
+        })
+    }
+
+    /// Keeps a copy of the CA bundle trusted at enrollment, or removes a stale copy when enrollment
+    /// used the system roots.
+    pub fn save_collector_ca(&self, pem: Option<&[u8]>) -> Result<(), StateError> {
+        self.ensure_dir()?;
+        let path = self.collector_ca_path();
+        match pem {
+            Some(pem) => write_atomic(&path, pem, 0o644),
+            None => match fs::remove_file(&path) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => Err(io_err(&path)(e)),
+                _ => Ok(()),
+            },
+        }
+    }
+
+    /// The CA copy made at enrollment, if there is one.
+    pub fn collector_ca(&self) -> Option<PathBuf> {
+        let path = self.collector_ca_path();
+        path.is_file().then_some(path)
+    }
+}
+
+/// Writes `data` to `path` so that a crash leaves either the old file or the new one: temporary file
+/// in the same directory, fsync, rename, fsync of the directory.
+fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<(), StateError> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    let result = (|| {
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(mode)
+            .open(&tmp)?;
+        // The mode given to open() is reduced by the umask, and a leftover temporary file keeps its
+        // old mode: set it explicitly.
+        file.set_permissions(fs::Permissions::from_mode(mode))?;
+        file.write_all(data)?;
+        file.sync_all()?;
+        fs::rename(&tmp, path)?;
+        File::open(dir)?.sync_all()
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result.map_err(io_err(path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn enrollment(host_id: Uuid) -> Enrollment {
+        Enrollment {
+            credential: "chac_secret".into(),
+            host_id,
+            org: "ACME".into(),
+            environment: "prod".into(),
+            collector_url: "https://collector.example.com".into(),
+            enrolled_at: OffsetDateTime::UNIX_EPOCH,
+        }
+    }
+
+    #[test]
+    fn host_id_is_made_once_and_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateDir::new(dir.path().join("state"));
+        let first = state.host_id().unwrap();
+        let second = StateDir::new(dir.path().join("state")).host_id().unwrap();
+        assert_eq!(first, second);
+        assert!(!first.is_nil());
+    }
+
+    #[test]
+    fn unwritable_state_dir_gives_an_ephemeral_id() {
+        let dir = tempfile::tempdir().unwrap();
+        // A regular file where the directory should be: creating it fails, even as root.
+        let blocker = dir.path().join("blocker");
+        fs::write(&blocker, "").unwrap();
+        let state = StateDir::new(blocker.join("state"));
+        assert!(state.host_id().is_err());
+        let a = state.host_id_or_ephemeral();
+        let b = state.host_id_or_ephemeral();
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn enrollment_is_written_0600_and_reads_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateDir::new(dir.path().join("state"));
+        let e = enrollment(state.host_id().unwrap());
+        state.save_enrollment(&e).unwrap();
+        let mode = fs::metadata(state.enrollment_path())
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        assert_eq!(state.load_enrollment().unwrap(), e);
+        // No temporary file is left behind.
+        let names: Vec<_> = fs::read_dir(state.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names.len(), 2, "{names:?}");
+    }
+
+    #[test]
+    fn readable_enrollment_is_refused_with_the_fix() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateDir::new(dir.path());
+        state.save_enrollment(&enrollment(Uuid::new_v4())).unwrap();
+        let path = state.enrollment_path();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
+        let err = state.load_enrollment().unwrap_err();
+        assert!(matches!(err, StateError::Exposed { mode: 0o644, .. }));
+        let msg = err.to_string();
+        assert!(msg.contains(&path.display().to_string()), "{msg}");
+        assert!(msg.contains("chmod 600"), "{msg}");
+    }
+
+    #[test]
+    fn missing_enrollment_says_to_enroll() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = StateDir::new(dir.path()).load_enrollment().unwrap_err();
+        assert!(matches!(err, StateError::NotEnrolled { .. }));
+        assert!(err.to_string().contains("callhome-agent enroll"));
+    }
+
+    #[test]
+    fn debug_leaves_the_credential_out() {
+        let text = format!("{:?}", enrollment(Uuid::new_v4()));
+        assert!(!text.contains("chac_secret"), "{text}");
+    }
+
+    #[test]
+    fn collector_ca_copy_is_saved_and_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateDir::new(dir.path());
+        assert_eq!(state.collector_ca(), None);
+        state.save_collector_ca(Some(b"pem")).unwrap();
+        assert_eq!(state.collector_ca(), Some(state.collector_ca_path()));
+        state.save_collector_ca(None).unwrap();
+        assert_eq!(state.collector_ca(), None);
+    }
+}

@@ -1,0 +1,226 @@
+//! The collector's configuration file (TOML). Every key, its default and its meaning live here, in one
+//! place; unknown keys are refused with the key's name and line.
+//!
+//! ```toml
+//! listen = "0.0.0.0:8443"          # address of the HTTPS listener; `serve --listen` overrides it
+//!
+//! [tls]                            # both or neither; neither = self-signed cert in DATA_DIR/tls/
+//! cert_file = "/etc/callhome/tls/cert.pem"   # PEM chain, leaf first; relative paths are relative
+//! key_file = "/etc/callhome/tls/key.pem"     # to the config file's directory
+//!
+//! [limits]
+//! max_body_bytes = 4194304         # 4 MiB: request body as sent (compressed)
+//! max_decompressed_bytes = 16777216  # 16 MiB: snapshot JSON after decompression
+//! max_enroll_body_bytes = 16384    # 16 KiB: body of POST /v1/enroll
+//! header_read_timeout_secs = 10    # time to receive the request headers
+//! request_timeout_secs = 30        # time to read the body and answer
+//! tls_handshake_timeout_secs = 10
+//! ```
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+pub const DEFAULT_LISTEN: &str = "0.0.0.0:8443";
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub tls: TlsConfig,
+    pub limits: Limits,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([0, 0, 0, 0], 8443)),
+            tls: TlsConfig::default(),
+            limits: Limits::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    pub max_body_bytes: u64,
+    pub max_decompressed_bytes: u64,
+    pub max_enroll_body_bytes: u64,
+    pub header_read_timeout_secs: u64,
+    pub request_timeout_secs: u64,
+    pub tls_handshake_timeout_secs: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_body_bytes: 4 * 1024 * 1024,
+            max_decompressed_bytes: 16 * 1024 * 1024,
+            max_enroll_body_bytes: 16 * 1024,
+            header_read_timeout_secs: 10,
+            request_timeout_secs: 30,
+            tls_handshake_timeout_secs: 10,
+        }
+    }
+}
+
+impl Limits {
+    pub fn header_read_timeout(&self) -> Duration {
+        Duration::from_secs(self.header_read_timeout_secs)
+    }
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_secs(self.request_timeout_secs)
+    }
+    pub fn tls_handshake_timeout(&self) -> Duration {
+        Duration::from_secs(self.tls_handshake_timeout_secs)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("invalid config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("invalid config file {path}:\n  - {}", problems.join("\n  - "))]
+    Invalid { path: PathBuf, problems: Vec<String> },
+}
+
+impl Config {
+    /// Reads and validates a config file. Relative TLS paths are resolved against the file's directory.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let mut config = Config::parse(&text).map_err(|message| ConfigError::Parse {
+            path: path.to_owned(),
+            message,
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        for file in [&mut config.tls.cert_file, &mut config.tls.key_file]
+            .into_iter()
+            .flatten()
+        {
+            if file.is_relative() {
+                *file = base.join(&*file);
+            }
+        }
+        config.validate().map_err(|problems| ConfigError::Invalid {
+            path: path.to_owned(),
+            problems,
+        })?;
+        Ok(config)
+    }
+
+    /// Parses TOML text; the error names the key and its line (toml's own rendering).
+    pub fn parse(text: &str) -> Result<Config, String> {
+        toml::from_str(text).map_err(|e| e.to_string().trim_end().to_owned())
+    }
+
+    /// Every problem at once, so that one edit fixes them all.
+    pub fn validate(&self) -> Result<(), Vec<String>> {
+        let mut problems = Vec::new();
+        match (&self.tls.cert_file, &self.tls.key_file) {
+            (Some(_), None) => problems.push("tls.cert_file is set but tls.key_file is not".to_owned()),
+            (None, Some(_)) => problems.push("tls.key_file is set but tls.cert_file is not".to_owned()),
+            _ => {}
+        }
+        let l = &self.limits;
+        for (key, value) in [
+            ("limits.max_body_bytes", l.max_body_bytes),
+            ("limits.max_decompressed_bytes", l.max_decompressed_bytes),
+            ("limits.max_enroll_body_bytes", l.max_enroll_body_bytes),
+            ("limits.header_read_timeout_secs", l.header_read_timeout_secs),
+            ("limits.request_timeout_secs", l.request_timeout_secs),
+            ("limits.tls_handshake_timeout_secs", l.tls_handshake_timeout_secs),
+        ] {
+            if value == 0 {
+                problems.push(format!("{key} must be greater than 0"));
+            }
+        }
+        // Bodies are held in memory; a limit above 4 GiB is a typo, not a plan.
+        for (key, value) in [
+            ("limits.max_body_bytes", l.max_body_bytes),
+            ("limits.max_decompressed_bytes", l.max_decompressed_bytes),
+            ("limits.max_enroll_body_bytes", l.max_enroll_body_bytes),
+        ] {
+            if value > 4 * 1024 * 1024 * 1024 {
+                problems.push(format!("{key} = {value} is more than 4 GiB"));
+            }
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_gives_defaults() {
+        let c = Config::parse("").unwrap();
+        assert_eq!(c, Config::default());
+        assert_eq!(c.listen.to_string(), DEFAULT_LISTEN);
+        assert_eq!(c.limits.max_body_bytes, 4 * 1024 * 1024);
+        assert_eq!(c.limits.max_decompressed_bytes, 16 * 1024 * 1024);
+        assert_eq!(c.limits.max_enroll_body_bytes, 16 * 1024);
+        assert_eq!(c.limits.header_read_timeout_secs, 10);
+        assert_eq!(c.limits.request_timeout_secs, 30);
+        assert_eq!(c.limits.tls_handshake_timeout_secs, 10);
+        assert!(c.tls.cert_file.is_none());
+    }
+
+    #[test]
+    fn partial_sections_keep_other_defaults() {
+        let c = Config::parse("listen = \"127.0.0.1:9443\"\n[limits]\nmax_body_bytes = 1024\n").unwrap();
+        assert_eq!(c.listen.port(), 9443);
+        assert_eq!(c.limits.max_body_bytes, 1024);
+        assert_eq!(c.limits.request_timeout_secs, 30);
+    }
+
+    #[test]
+    fn unknown_key_names_key_and_line() {
+        let err =
+            Config::parse("listen = \"127.0.0.1:9443\"\n\n[limits]\nmax_bodee_bytes = 1\n").unwrap_err();
+        assert!(err.contains("max_bodee_bytes"), "{err}");
+        assert!(err.contains("line 4"), "{err}");
+    }
+
+    #[test]
+    fn bad_listen_address_is_refused() {
+        let err = Config::parse("listen = \"nowhere\"\n").unwrap_err();
+        assert!(err.contains("line 1"), "{err}");
+    }
+
+    #[test]
+    fn validation_reports_every_problem() {
+        let c = Config::parse("[tls]\ncert_file = \"c.pem\"\n[limits]\nmax_body_bytes = 0\n").unwrap();
+        let problems = c.validate().unwrap_err();
+        assert_eq!(problems.len(), 2, "{problems:?}");
+    }
+
+    #[test]
+    fn load_resolves_relative_tls_paths_against_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("collector.toml");
+        std::fs::write(&path, "[tls]\ncert_file = \"c.pem\"\nkey_file = \"/abs/k.pem\"\n").unwrap();
+        let c = Config::load(&path).unwrap();
+        assert_eq!(c.tls.cert_file.unwrap(), dir.path().join("c.pem"));
+        assert_eq!(c.tls.key_file.unwrap(), PathBuf::from("/abs/k.pem"));
+    }
+}

@@ -1,0 +1,130 @@
+//! `POST /v1/snapshots`: an enrolled agent delivers one snapshot.
+//!
+//! The order is the point: the credential and the contract are checked before a single body byte is
+//! read, the body is read within `max_body_bytes`, decompressed within `max_decompressed_bytes`, then
+//! decoded, and the answer is sent only after the store has committed.
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::State;
+use callhome_shared::api::{AGENT_CREDENTIAL_PREFIX, IngestStatus, SnapshotAccepted};
+use callhome_shared::decode_snapshot;
+use http::header::AUTHORIZATION;
+use http::{HeaderMap, StatusCode};
+use time::OffsetDateTime;
+
+use super::{AppError, AppState};
+use crate::ingest::{self, ContentEncoding};
+use crate::store::{AgentIdentity, Authentication, Inserted, NewSnapshot};
+
+pub async fn post_snapshot(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<(StatusCode, Json<SnapshotAccepted>), AppError> {
+    // (a) who is calling, and may their org send at all
+    let agent = authenticate(&state, &headers).await?;
+    if agent.tier.is_none() {
+        return Err(AppError::ContractLapsed { org: agent.org });
+    }
+    // (b) what is being sent
+    let encoding = ContentEncoding::from_headers(&headers)?;
+    ingest::check_json_content_type(&headers)?;
+    // (c) the body as sent, bounded
+    let compressed = ingest::read_limited(body, state.max_body_bytes()).await?;
+    // (d, e) decompress (bounded) and decode, off the async threads
+    let limit = state.max_decompressed_bytes();
+    let (snapshot, json) = tokio::task::spawn_blocking(move || {
+        let json = ingest::decompress(encoding, &compressed, limit)?;
+        let snapshot = decode_snapshot(&json)?;
+        Ok::<_, AppError>((snapshot, json))
+    })
+    .await??;
+    // (f) a credential writes for its own host only; org and environment come from the credential
+    if snapshot.host.host_id != agent.host_id {
+        return Err(AppError::HostMismatch(format!(
+            "snapshot is for host {} but the credential belongs to host {}",
+            snapshot.host.host_id, agent.host_id
+        )));
+    }
+    // (g) store, and answer after the commit
+    let id = snapshot.id;
+    let new = NewSnapshot {
+        id,
+        schema_version: snapshot.schema_version,
+        collected_at: snapshot.collected_at,
+        body: json,
+    };
+    let host_id = agent.host_id;
+    let inserted = state
+        .store
+        .insert_snapshot(agent, new, OffsetDateTime::now_utc())
+        .await?;
+    let (status, ingest_status) = match inserted {
+        Inserted::Stored => (StatusCode::CREATED, IngestStatus::Stored),
+        Inserted::Duplicate => (StatusCode::OK, IngestStatus::Duplicate),
+    };
+    tracing::debug!(snapshot_id = %id, %host_id, status = ?ingest_status, "snapshot accepted");
+    Ok((
+        status,
+        Json(SnapshotAccepted {
+            id,
+            status: ingest_status,
+        }),
+    ))
+}
+
+async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<AgentIdentity, AppError> {
+    let credential = bearer(headers).ok_or_else(|| {
+        AppError::UnknownCredential("missing `Authorization: Bearer <credential>` header".to_owned())
+    })?;
+    if !credential.starts_with(AGENT_CREDENTIAL_PREFIX) {
+        return Err(AppError::UnknownCredential(format!(
+            "not an agent credential (they start with `{AGENT_CREDENTIAL_PREFIX}`): enroll the agent"
+        )));
+    }
+    let today = OffsetDateTime::now_utc().date();
+    match state
+        .store
+        .authenticate_agent(credential.to_owned(), today)
+        .await?
+    {
+        Authentication::Agent(agent) => Ok(agent),
+        Authentication::Unknown => Err(AppError::UnknownCredential(
+            "unknown agent credential: enroll the agent again".to_owned(),
+        )),
+        Authentication::Revoked => Err(AppError::UnknownCredential(
+            "agent credential was revoked (the host enrolled again?): enroll the agent again".to_owned(),
+        )),
+    }
+}
+
+/// The credential in `Authorization: Bearer <credential>` (scheme case-insensitive, RFC 9110 §11.1).
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(AUTHORIZATION)?.to_str().ok()?.trim();
+    let (scheme, rest) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| rest.trim())
+        .filter(|c| !c.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_auth(value: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(AUTHORIZATION, value.parse().unwrap());
+        h
+    }
+
+    #[test]
+    fn bearer_credentials() {
+        assert_eq!(bearer(&with_auth("Bearer chac_abc")), Some("chac_abc"));
+        assert_eq!(bearer(&with_auth("bearer   chac_abc ")), Some("chac_abc"));
+        assert_eq!(bearer(&with_auth("Basic dXNlcjpwYXNz")), None);
+        assert_eq!(bearer(&with_auth("Bearer ")), None);
+        assert_eq!(bearer(&HeaderMap::new()), None);
+    }
+}

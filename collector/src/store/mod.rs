@@ -1,0 +1,854 @@
+//! Durable state: orgs, contracts, environments, enrollment tokens, hosts, credentials and snapshots,
+//! in one SQLite file (`DATA_DIR/callhome.db`).
+//!
+//! Architecture invariant: the rest of the collector sees domain operations (`enroll`,
+//! `authenticate_agent`, `insert_snapshot`, ...), never SQL or a connection, so that a PostgreSQL
+//! store can sit behind the same API later. The operations request handlers use are `async` and run
+//! on tokio's blocking pool; the admin operations the CLI uses are plain functions.
+//!
+//! Durability: WAL with `synchronous=FULL`, so a committed transaction survives a power cut, and the
+//! collector answers 2xx only after `commit` returns. One connection behind a mutex is the single
+//! writer; other processes (the admin CLI while `serve` runs) wait on the busy timeout.
+//!
+//! Times are stored as RFC 3339 UTC text with a fixed width (microseconds), so that text order is
+//! time order; dates as `YYYY-MM-DD`.
+
+pub mod migrations;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use callhome_shared::api::EnrollRequest;
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use serde::Serialize;
+use time::{Date, OffsetDateTime};
+use uuid::Uuid;
+
+use crate::entitlement::{self, ContractTerm, Tier};
+use crate::secret::{self, Secret};
+
+pub const DB_FILE_NAME: &str = "callhome.db";
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// zstd level for stored snapshot bodies: JSON compresses ~10x at level 3 for little CPU.
+const BODY_ZSTD_LEVEL: i32 = 3;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error(
+        "database schema version {found} is newer than this collector supports ({supported}): upgrade the collector"
+    )]
+    SchemaTooNew { found: i64, supported: i64 },
+    /// A name the caller gave does not exist (unknown org, environment, token).
+    #[error("{0}")]
+    NotFound(String),
+    /// A value the caller gave breaks a rule (bad name, contract dates).
+    #[error("{0}")]
+    Invalid(String),
+    /// The thing to create exists already.
+    #[error("{0}")]
+    Conflict(String),
+    #[error("cannot create data directory {path}: {source}")]
+    DataDir { path: PathBuf, source: std::io::Error },
+    #[error("cannot compress snapshot body: {0}")]
+    Compress(std::io::Error),
+    #[error(transparent)]
+    Random(#[from] secret::RandomError),
+    #[error("database task failed: {0}")]
+    Task(String),
+}
+
+impl StoreError {
+    /// Errors that are the caller's to fix (exit 78 on the command line), rather than the system's.
+    pub fn is_usage(&self) -> bool {
+        matches!(
+            self,
+            StoreError::NotFound(_) | StoreError::Invalid(_) | StoreError::Conflict(_)
+        )
+    }
+}
+
+/// Why an enrollment was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum EnrollError {
+    #[error("unknown enrollment token")]
+    UnknownToken,
+    #[error("enrollment token expired at {expired_at}: ask for a new one")]
+    TokenExpired { expired_at: String },
+    #[error("enrollment token was revoked at {revoked_at}: ask for a new one")]
+    TokenRevoked { revoked_at: String },
+    #[error("org {org} has no active support contract")]
+    ContractLapsed { org: String },
+    #[error("host {host_id} is already enrolled in org {org}, environment {environment}")]
+    HostEnrolledElsewhere {
+        host_id: Uuid,
+        org: String,
+        environment: String,
+    },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<rusqlite::Error> for EnrollError {
+    fn from(e: rusqlite::Error) -> Self {
+        EnrollError::Store(StoreError::Sqlite(e))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Org {
+    pub id: String,
+    pub name: String,
+    pub created_at: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Contract {
+    pub id: i64,
+    pub org: String,
+    pub product: String,
+    #[serde(serialize_with = "ser_display")]
+    pub tier: Tier,
+    #[serde(serialize_with = "ser_display")]
+    pub start: Date,
+    #[serde(serialize_with = "ser_display")]
+    pub end: Date,
+    pub created_at: String,
+}
+
+impl Contract {
+    pub fn term(&self) -> ContractTerm {
+        ContractTerm {
+            tier: self.tier,
+            start: self.start,
+            end: self.end,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Environment {
+    pub org: String,
+    pub name: String,
+    pub created_at: String,
+    pub hosts: i64,
+}
+
+/// A token as listed: everything but the token itself, which the store never had.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TokenInfo {
+    pub id: String,
+    pub org: String,
+    pub environment: String,
+    pub created_at: String,
+    pub expires_at: String,
+    pub revoked_at: Option<String>,
+    pub uses: i64,
+}
+
+#[derive(Debug)]
+pub struct IssuedToken {
+    pub id: String,
+    pub token: Secret,
+    pub expires_at: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Revoked {
+    Now,
+    Already,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HostSummary {
+    pub host_id: Uuid,
+    pub org: String,
+    pub environment: String,
+    pub hostname: String,
+    pub role: String,
+    pub agent_version: String,
+    pub enrolled_at: String,
+    pub last_seen: Option<String>,
+    pub snapshots: i64,
+}
+
+/// A successful enrollment: the new credential, shown once.
+#[derive(Debug)]
+pub struct Enrolled {
+    pub credential: Secret,
+    pub host_id: Uuid,
+    pub org: String,
+    pub environment: String,
+    pub tier: Tier,
+}
+
+/// What a credential is allowed to do: write snapshots for this host, org and environment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentIdentity {
+    pub host_id: Uuid,
+    pub org: String,
+    pub env_id: i64,
+    pub environment: String,
+    /// The org's effective tier today; `None` when it is lapsed.
+    pub tier: Option<Tier>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Authentication {
+    Unknown,
+    Revoked,
+    Agent(AgentIdentity),
+}
+
+/// A decoded snapshot ready to store: the metadata the store indexes and the JSON as received.
+#[derive(Debug, Clone)]
+pub struct NewSnapshot {
+    pub id: Uuid,
+    pub schema_version: u32,
+    pub collected_at: OffsetDateTime,
+    pub body: Vec<u8>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Inserted {
+    Stored,
+    Duplicate,
+}
+
+/// The collector's database. Cheap to clone; all clones share one connection.
+#[derive(Debug, Clone)]
+pub struct Store {
+    conn: Arc<Mutex<Connection>>,
+    path: PathBuf,
+}
+
+impl Store {
+    /// Opens (creating if needed) `DATA_DIR/callhome.db` and brings its schema up to date.
+    pub fn open_in(data_dir: &Path) -> Result<Store, StoreError> {
+        std::fs::create_dir_all(data_dir).map_err(|source| StoreError::DataDir {
+            path: data_dir.to_owned(),
+            source,
+        })?;
+        Store::open(&data_dir.join(DB_FILE_NAME))
+    }
+
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        let mut conn = Connection::open(path)?;
+        conn.busy_timeout(BUSY_TIMEOUT)?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        // FULL: the WAL is fsynced at every commit, so a 2xx means the snapshot survives a power cut.
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        migrations::check_not_newer(&conn)?;
+        let mode: String = conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            tracing::warn!(journal_mode = %mode, "SQLite did not switch to WAL mode");
+        }
+        let (from, to) = migrations::apply(&mut conn)?;
+        if from != to {
+            tracing::info!(from, to, "database schema migrated");
+        }
+        Ok(Store {
+            conn: Arc::new(Mutex::new(conn)),
+            path: path.to_owned(),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Connection> {
+        // A panic while holding the lock leaves no transaction open (rusqlite rolls back on drop), so
+        // the connection is still good.
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Runs `f` with the connection on the blocking pool.
+    async fn blocking<T, E>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T, E> + Send + 'static,
+    ) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+    {
+        let conn = Arc::clone(&self.conn);
+        tokio::task::spawn_blocking(move || {
+            let mut guard = conn.lock().unwrap_or_else(|p| p.into_inner());
+            f(&mut guard)
+        })
+        .await
+        .map_err(|e| E::from(StoreError::Task(e.to_string())))?
+    }
+
+    // ---- request-path operations (async) ----
+
+    /// Whether the database answers a trivial query (for `/readyz`).
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        self.blocking(|conn| {
+            conn.query_row("SELECT 1", [], |_| Ok(()))?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Trades an enrollment token for a new credential bound to `req.host_id`, revoking the host's
+    /// older credentials, in one transaction.
+    pub async fn enroll(&self, req: EnrollRequest, now: OffsetDateTime) -> Result<Enrolled, EnrollError> {
+        self.blocking(move |conn| enroll(conn, &req, now)).await
+    }
+
+    /// Who holds this credential, and the tier of their org on `today`.
+    pub async fn authenticate_agent(
+        &self,
+        credential: String,
+        today: Date,
+    ) -> Result<Authentication, StoreError> {
+        self.blocking(move |conn| authenticate_agent(conn, &credential, today))
+            .await
+    }
+
+    /// Stores a snapshot once: a second insert of the same id is `Duplicate` and changes nothing but
+    /// the host's `last_seen`. Returns after the commit.
+    pub async fn insert_snapshot(
+        &self,
+        agent: AgentIdentity,
+        snapshot: NewSnapshot,
+        now: OffsetDateTime,
+    ) -> Result<Inserted, StoreError> {
+        let conn = Arc::clone(&self.conn);
+        tokio::task::spawn_blocking(move || {
+            // Compress before taking the lock: the one writer should not wait on CPU work.
+            let compressed =
+                zstd::encode_all(snapshot.body.as_slice(), BODY_ZSTD_LEVEL).map_err(StoreError::Compress)?;
+            let mut guard = conn.lock().unwrap_or_else(|p| p.into_inner());
+            insert_snapshot(&mut guard, &agent, &snapshot, &compressed, now)
+        })
+        .await
+        .map_err(|e| StoreError::Task(e.to_string()))?
+    }
+
+    // ---- admin operations (synchronous; the CLI has no runtime) ----
+
+    pub fn add_org(&self, id: &str, name: &str, now: OffsetDateTime) -> Result<Org, StoreError> {
+        check_name("org id", id)?;
+        let name = name.trim();
+        if name.is_empty() || name.len() > 200 {
+            return Err(StoreError::Invalid(
+                "org name must be 1 to 200 characters".to_owned(),
+            ));
+        }
+        let conn = self.lock();
+        let created_at = ts(now);
+        let inserted = conn.execute(
+            "INSERT INTO orgs (id, name, created_at) VALUES (?1, ?2, ?3) ON CONFLICT(id) DO NOTHING",
+            params![id, name, created_at],
+        )?;
+        if inserted == 0 {
+            return Err(StoreError::Conflict(format!("org `{id}` already exists")));
+        }
+        Ok(Org {
+            id: id.to_owned(),
+            name: name.to_owned(),
+            created_at,
+        })
+    }
+
+    pub fn list_orgs(&self) -> Result<Vec<Org>, StoreError> {
+        let conn = self.lock();
+        let mut stmt = conn.prepare("SELECT id, name, created_at FROM orgs ORDER BY id")?;
+        let rows = stmt.query_map([], |r| {
+            Ok(Org {
+                id: r.get(0)?,
+                name: r.get(1)?,
+                created_at: r.get(2)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    pub fn add_contract(
+        &self,
+        org: &str,
+        product: &str,
+        tier: Tier,
+        start: Date,
+        end: Date,
+        now: OffsetDateTime,
+    ) -> Result<Contract, StoreError> {
+        check_name("product", product)?;
+        entitlement::validate_contract(start, end).map_err(|e| StoreError::Invalid(e.to_string()))?;
+        let conn = self.lock();
+        require_org(&conn, org)?;
+        let created_at = ts(now);
+        conn.execute(
+            "INSERT INTO contracts (org_id, product, tier, start_date, end_date, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![
+                org,
+                product,
+                tier.as_str(),
+                start.to_string(),
+                end.to_string(),
+                created_at
+            ],
+        )?;
+        Ok(Contract {
+            id: conn.last_insert_rowid(),
+            org: org.to_owned(),
+            product: product.to_owned(),
+            tier,
+            start,
+            end,
+            created_at,
+        })
+    }
+
+    pub fn list_contracts(&self, org: &str) -> Result<Vec<Contract>, StoreError> {
+        let conn = self.lock();
+        require_org(&conn, org)?;
+        contracts_of(&conn, org)
+    }
+
+    /// The org's effective tier on `today`; `None` when lapsed.
+    pub fn org_tier(&self, org: &str, today: Date) -> Result<Option<Tier>, StoreError> {
+        let terms: Vec<ContractTerm> = self.list_contracts(org)?.iter().map(Contract::term).collect();
+        Ok(entitlement::effective_tier(&terms, today))
+    }
+
+    pub fn add_environment(&self, org: &str, name: &str, now: OffsetDateTime) -> Result<(), StoreError> {
+        check_name("environment name", name)?;
+        let conn = self.lock();
+        require_org(&conn, org)?;
+        let inserted = conn.execute(
+            "INSERT INTO environments (org_id, name, created_at) VALUES (?1, ?2, ?3)
+             ON CONFLICT(org_id, name) DO NOTHING",
+            params![org, name, ts(now)],
+        )?;
+        if inserted == 0 {
+            return Err(StoreError::Conflict(format!(
+                "environment `{name}` already exists in org `{org}`"
+            )));
+        }
+        Ok(())
+    }
+
+    pub fn list_environments(&self, org: &str) -> Result<Vec<Environment>, StoreError> {
+        let conn = self.lock();
+        require_org(&conn, org)?;
+        let mut stmt = conn.prepare(
+            "SELECT e.org_id, e.name, e.created_at,
+                    (SELECT COUNT(*) FROM hosts h WHERE h.env_id = e.id)
+             FROM environments e WHERE e.org_id = ?1 ORDER BY e.name",
+        )?;
+        let rows = stmt.query_map([org], |r| {
+            Ok(Environment {
+                org: r.get(0)?,
+                name: r.get(1)?,
+                created_at: r.get(2)?,
+                hosts: r.get(3)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Makes a new enrollment token for one org and environment, valid for `ttl`.
+    pub fn issue_token(
+        &self,
+        org: &str,
+        environment: &str,
+        ttl: time::Duration,
+        now: OffsetDateTime,
+    ) -> Result<IssuedToken, StoreError> {
+        let token = secret::new_enrollment_token()?;
+        let id = format!("tok_{}", secret::random_hex(8)?);
+        let expires_at = ts(now + ttl);
+        let conn = self.lock();
+        let env_id = require_environment(&conn, org, environment)?;
+        conn.execute(
+            "INSERT INTO enrollment_tokens (id, token_hash, org_id, env_id, created_at, expires_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![id, token.hash(), org, env_id, ts(now), expires_at],
+        )?;
+        Ok(IssuedToken {
+            id,
+            token,
+            expires_at,
+        })
+    }
+
+    pub fn list_tokens(&self, org: &str) -> Result<Vec<TokenInfo>, StoreError> {
+        let conn = self.lock();
+        require_org(&conn, org)?;
+        let mut stmt = conn.prepare(
+            "SELECT t.id, t.org_id, e.name, t.created_at, t.expires_at, t.revoked_at, t.uses
+             FROM enrollment_tokens t JOIN environments e ON e.id = t.env_id
+             WHERE t.org_id = ?1 ORDER BY t.created_at, t.id",
+        )?;
+        let rows = stmt.query_map([org], |r| {
+            Ok(TokenInfo {
+                id: r.get(0)?,
+                org: r.get(1)?,
+                environment: r.get(2)?,
+                created_at: r.get(3)?,
+                expires_at: r.get(4)?,
+                revoked_at: r.get(5)?,
+                uses: r.get(6)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Revokes a token by its id (`tok_…`) or by the token itself (`chet_…`).
+    pub fn revoke_token(&self, id_or_token: &str, now: OffsetDateTime) -> Result<Revoked, StoreError> {
+        let conn = self.lock();
+        let found: Option<(String, Option<String>)> = conn
+            .query_row(
+                "SELECT id, revoked_at FROM enrollment_tokens WHERE id = ?1 OR token_hash = ?2",
+                params![id_or_token, secret::hash_secret(id_or_token)],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        let Some((id, revoked_at)) = found else {
+            return Err(StoreError::NotFound(format!(
+                "unknown token id `{id_or_token}` (see `token list ORG`)"
+            )));
+        };
+        if revoked_at.is_some() {
+            return Ok(Revoked::Already);
+        }
+        conn.execute(
+            "UPDATE enrollment_tokens SET revoked_at = ?1 WHERE id = ?2",
+            params![ts(now), id],
+        )?;
+        Ok(Revoked::Now)
+    }
+
+    /// Enrolled hosts with their snapshot count, optionally of one org (and environment).
+    pub fn list_hosts(
+        &self,
+        org: Option<&str>,
+        environment: Option<&str>,
+    ) -> Result<Vec<HostSummary>, StoreError> {
+        let conn = self.lock();
+        if let Some(org) = org {
+            require_org(&conn, org)?;
+        }
+        let mut stmt = conn.prepare(
+            "SELECT h.host_id, h.org_id, e.name, h.hostname, h.role, h.agent_version, h.enrolled_at,
+                    h.last_seen, (SELECT COUNT(*) FROM snapshots s WHERE s.host_id = h.host_id)
+             FROM hosts h JOIN environments e ON e.id = h.env_id
+             WHERE (?1 IS NULL OR h.org_id = ?1) AND (?2 IS NULL OR e.name = ?2)
+             ORDER BY h.org_id, e.name, h.hostname, h.host_id",
+        )?;
+        let rows = stmt.query_map(params![org, environment], |r| {
+            Ok(HostSummary {
+                host_id: parse_uuid(r.get_ref(0)?.as_str()?, 0)?,
+                org: r.get(1)?,
+                environment: r.get(2)?,
+                hostname: r.get(3)?,
+                role: r.get(4)?,
+                agent_version: r.get(5)?,
+                enrolled_at: r.get(6)?,
+                last_seen: r.get(7)?,
+                snapshots: r.get(8)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    pub fn count_snapshots(&self) -> Result<i64, StoreError> {
+        Ok(self
+            .lock()
+            .query_row("SELECT COUNT(*) FROM snapshots", [], |r| r.get(0))?)
+    }
+
+    /// A stored snapshot's JSON, exactly as it was received.
+    pub fn snapshot_body(&self, id: Uuid) -> Result<Option<Vec<u8>>, StoreError> {
+        let blob: Option<Vec<u8>> = self
+            .lock()
+            .query_row(
+                "SELECT body FROM snapshots WHERE id = ?1",
+                [id.to_string()],
+                |r| r.get(0),
+            )
+            .optional()?;
+        blob.map(|b| zstd::decode_all(b.as_slice()).map_err(StoreError::Compress))
+            .transpose()
+    }
+}
+
+// ---- the transactions behind the async operations ----
+
+fn enroll(conn: &mut Connection, req: &EnrollRequest, now: OffsetDateTime) -> Result<Enrolled, EnrollError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let token: Option<(String, String, i64, String, Option<String>, String)> = tx
+        .query_row(
+            "SELECT t.id, t.org_id, t.env_id, t.expires_at, t.revoked_at, e.name
+             FROM enrollment_tokens t JOIN environments e ON e.id = t.env_id
+             WHERE t.token_hash = ?1",
+            [secret::hash_secret(&req.token)],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)),
+        )
+        .optional()?;
+    let Some((token_id, org, env_id, expires_at, revoked_at, environment)) = token else {
+        return Err(EnrollError::UnknownToken);
+    };
+    if let Some(revoked_at) = revoked_at {
+        return Err(EnrollError::TokenRevoked { revoked_at });
+    }
+    if expires_at <= ts(now) {
+        return Err(EnrollError::TokenExpired {
+            expired_at: expires_at,
+        });
+    }
+    let terms: Vec<ContractTerm> = contracts_of(&tx, &org)?.iter().map(Contract::term).collect();
+    let Some(tier) = entitlement::effective_tier(&terms, now.date()) else {
+        return Err(EnrollError::ContractLapsed { org });
+    };
+
+    let host_id = req.host_id.to_string();
+    let existing: Option<(String, i64, String)> = tx
+        .query_row(
+            "SELECT h.org_id, h.env_id, e.name FROM hosts h JOIN environments e ON e.id = h.env_id
+             WHERE h.host_id = ?1",
+            [&host_id],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .optional()?;
+    let now_ts = ts(now);
+    match existing {
+        Some((other_org, other_env, other_env_name)) if other_org != org || other_env != env_id => {
+            return Err(EnrollError::HostEnrolledElsewhere {
+                host_id: req.host_id,
+                org: other_org,
+                environment: other_env_name,
+            });
+        }
+        Some(_) => {
+            tx.execute(
+                "UPDATE hosts SET hostname = ?2, role = ?3, agent_version = ?4 WHERE host_id = ?1",
+                params![host_id, req.hostname, req.role.as_str(), req.agent_version],
+            )?;
+        }
+        None => {
+            tx.execute(
+                "INSERT INTO hosts (host_id, org_id, env_id, hostname, role, agent_version, enrolled_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![
+                    host_id,
+                    org,
+                    env_id,
+                    req.hostname,
+                    req.role.as_str(),
+                    req.agent_version,
+                    now_ts
+                ],
+            )?;
+        }
+    }
+    // One live credential per host: a re-enrolled host's old credential stops working at once.
+    tx.execute(
+        "UPDATE credentials SET revoked_at = ?2 WHERE host_id = ?1 AND revoked_at IS NULL",
+        params![host_id, now_ts],
+    )?;
+    let credential = secret::new_agent_credential().map_err(StoreError::from)?;
+    tx.execute(
+        "INSERT INTO credentials (credential_hash, host_id, created_at) VALUES (?1, ?2, ?3)",
+        params![credential.hash(), host_id, now_ts],
+    )?;
+    tx.execute(
+        "UPDATE enrollment_tokens SET uses = uses + 1 WHERE id = ?1",
+        [&token_id],
+    )?;
+    tx.commit()?;
+    Ok(Enrolled {
+        credential,
+        host_id: req.host_id,
+        org,
+        environment,
+        tier,
+    })
+}
+
+fn authenticate_agent(
+    conn: &mut Connection,
+    credential: &str,
+    today: Date,
+) -> Result<Authentication, StoreError> {
+    let row: Option<(String, Option<String>, String, i64, String)> = conn
+        .query_row(
+            "SELECT c.host_id, c.revoked_at, h.org_id, h.env_id, e.name
+             FROM credentials c
+             JOIN hosts h ON h.host_id = c.host_id
+             JOIN environments e ON e.id = h.env_id
+             WHERE c.credential_hash = ?1",
+            [secret::hash_secret(credential)],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+        )
+        .optional()?;
+    let Some((host_id, revoked_at, org, env_id, environment)) = row else {
+        return Ok(Authentication::Unknown);
+    };
+    if revoked_at.is_some() {
+        return Ok(Authentication::Revoked);
+    }
+    let host_id = Uuid::parse_str(&host_id)
+        .map_err(|e| StoreError::Task(format!("corrupt host_id `{host_id}` in credentials: {e}")))?;
+    let terms: Vec<ContractTerm> = contracts_of(conn, &org)?.iter().map(Contract::term).collect();
+    Ok(Authentication::Agent(AgentIdentity {
+        host_id,
+        tier: entitlement::effective_tier(&terms, today),
+        org,
+        env_id,
+        environment,
+    }))
+}
+
+fn insert_snapshot(
+    conn: &mut Connection,
+    agent: &AgentIdentity,
+    snapshot: &NewSnapshot,
+    compressed: &[u8],
+    now: OffsetDateTime,
+) -> Result<Inserted, StoreError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let now_ts = ts(now);
+    let body_len = i64::try_from(snapshot.body.len()).unwrap_or(i64::MAX);
+    let inserted = tx.execute(
+        "INSERT INTO snapshots (id, host_id, org_id, env_id, schema_version, collected_at, received_at,
+                                body_encoding, body, body_len)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'zstd', ?8, ?9)
+         ON CONFLICT(id) DO NOTHING",
+        params![
+            snapshot.id.to_string(),
+            agent.host_id.to_string(),
+            agent.org,
+            agent.env_id,
+            i64::from(snapshot.schema_version),
+            ts(snapshot.collected_at),
+            now_ts,
+            compressed,
+            body_len,
+        ],
+    )?;
+    if inserted == 0 {
+        let owner: Option<String> = tx
+            .query_row(
+                "SELECT host_id FROM snapshots WHERE id = ?1",
+                [snapshot.id.to_string()],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if owner.as_deref() != Some(agent.host_id.to_string().as_str()) {
+            tracing::warn!(snapshot_id = %snapshot.id, host_id = %agent.host_id, stored_for = ?owner,
+                "snapshot id replayed by a different host; keeping the stored one");
+        }
+    }
+    // The host was heard from, replay or not.
+    tx.execute(
+        "UPDATE hosts SET last_seen = ?2 WHERE host_id = ?1",
+        params![agent.host_id.to_string(), now_ts],
+    )?;
+    tx.commit()?;
+    Ok(if inserted == 0 {
+        Inserted::Duplicate
+    } else {
+        Inserted::Stored
+    })
+}
+
+// ---- helpers ----
+
+fn contracts_of(conn: &Connection, org: &str) -> Result<Vec<Contract>, StoreError> {
+    let mut stmt = conn.prepare(
+        "SELECT id, org_id, product, tier, start_date, end_date, created_at
+         FROM contracts WHERE org_id = ?1 ORDER BY start_date, id",
+    )?;
+    let rows = stmt.query_map([org], |r| {
+        let tier: String = r.get(3)?;
+        let start: String = r.get(4)?;
+        let end: String = r.get(5)?;
+        Ok(Contract {
+            id: r.get(0)?,
+            org: r.get(1)?,
+            product: r.get(2)?,
+            tier: tier.parse().map_err(|e: String| conversion_error(3, e))?,
+            start: entitlement::parse_date(&start).map_err(|e| conversion_error(4, e))?,
+            end: entitlement::parse_date(&end).map_err(|e| conversion_error(5, e))?,
+            created_at: r.get(6)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+fn require_org(conn: &Connection, org: &str) -> Result<(), StoreError> {
+    let exists: bool = conn.query_row("SELECT EXISTS(SELECT 1 FROM orgs WHERE id = ?1)", [org], |r| {
+        r.get(0)
+    })?;
+    if exists {
+        Ok(())
+    } else {
+        Err(StoreError::NotFound(format!(
+            "unknown org `{org}` (add it with `org add {org} --name NAME`)"
+        )))
+    }
+}
+
+fn require_environment(conn: &Connection, org: &str, environment: &str) -> Result<i64, StoreError> {
+    require_org(conn, org)?;
+    conn.query_row(
+        "SELECT id FROM environments WHERE org_id = ?1 AND name = ?2",
+        [org, environment],
+        |r| r.get(0),
+    )
+    .optional()?
+    .ok_or_else(|| {
+        StoreError::NotFound(format!(
+            "unknown environment `{environment}` in org `{org}` (add it with `env add {org} {environment}`)"
+        ))
+    })
+}
+
+/// Ids and names that appear on command lines and in URLs: letters, digits, `.`, `_`, `-`.
+fn check_name(what: &str, s: &str) -> Result<(), StoreError> {
+    let ok = !s.is_empty()
+        && s.len() <= 64
+        && s.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(StoreError::Invalid(format!(
+            "invalid {what} `{s}`: use 1 to 64 letters, digits, `.`, `_` or `-`, starting with a letter or digit"
+        )))
+    }
+}
+
+/// Fixed-width RFC 3339 UTC, so that text order is time order.
+pub fn ts(t: OffsetDateTime) -> String {
+    let format = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]Z"
+    );
+    t.to_offset(time::UtcOffset::UTC)
+        .format(&format)
+        .unwrap_or_else(|_| t.unix_timestamp().to_string())
+}
+
+fn parse_uuid(s: &str, column: usize) -> rusqlite::Result<Uuid> {
+    Uuid::parse_str(s).map_err(|e| conversion_error(column, e.to_string()))
+}
+
+fn conversion_error(column: usize, message: String) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(column, rusqlite::types::Type::Text, message.into())
+}
+
+fn ser_display<T: std::fmt::Display, S: serde::Serializer>(v: &T, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(v)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,345 @@
+use super::*;
+use callhome_shared::HostRole;
+use time::Duration as TimeDuration;
+
+fn now() -> OffsetDateTime {
+    OffsetDateTime::now_utc()
+}
+
+fn store() -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_in(dir.path()).unwrap();
+    (dir, store)
+}
+
+/// An org with an active contract and one environment; returns a fresh token for it.
+fn org_with_token(store: &Store, org: &str, env: &str) -> String {
+    let today = now().date();
+    store.add_org(org, "Example Corp", now()).unwrap();
+    store
+        .add_contract(
+            org,
+            "cvad",
+            Tier::Priority,
+            today - TimeDuration::days(100),
+            today + TimeDuration::days(600),
+            now(),
+        )
+        .unwrap();
+    store.add_environment(org, env, now()).unwrap();
+    store
+        .issue_token(org, env, TimeDuration::days(30), now())
+        .unwrap()
+        .token
+        .expose()
+        .to_owned()
+}
+
+fn request(token: &str, host_id: Uuid) -> EnrollRequest {
+    EnrollRequest {
+        token: token.to_owned(),
+        host_id,
+        hostname: "vda01".to_owned(),
+        role: HostRole::Vda,
+        agent_version: "0.1.0".to_owned(),
+    }
+}
+
+fn snapshot(id: Uuid) -> NewSnapshot {
+    NewSnapshot {
+        id,
+        schema_version: 1,
+        collected_at: now(),
+        body: br#"{"hello":"world"}"#.to_vec(),
+    }
+}
+
+async fn identity(store: &Store, credential: &Secret) -> AgentIdentity {
+    match store
+        .authenticate_agent(credential.expose().to_owned(), now().date())
+        .await
+        .unwrap()
+    {
+        Authentication::Agent(a) => a,
+        other => panic!("expected an agent, got {other:?}"),
+    }
+}
+
+#[test]
+fn migrations_are_idempotent_on_reopen() {
+    let (dir, store) = store();
+    store.add_org("ORG-1", "Example", now()).unwrap();
+    drop(store);
+    let store = Store::open_in(dir.path()).unwrap();
+    assert_eq!(store.list_orgs().unwrap().len(), 1);
+    let version: i64 = store
+        .lock()
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, migrations::supported_version());
+    let mode: String = store
+        .lock()
+        .pragma_query_value(None, "journal_mode", |r| r.get(0))
+        .unwrap();
+    assert_eq!(mode, "wal");
+}
+
+#[test]
+fn newer_schema_is_refused() {
+    let (dir, store) = store();
+    store.lock().pragma_update(None, "user_version", 99).unwrap();
+    drop(store);
+    let err = Store::open_in(dir.path()).unwrap_err();
+    let supported = migrations::supported_version();
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "database schema version 99 is newer than this collector supports ({supported}): upgrade the collector"
+        )
+    );
+}
+
+#[test]
+fn admin_errors_name_what_is_wrong() {
+    let (_dir, store) = store();
+    let today = now().date();
+    let err = store
+        .add_contract(
+            "NOPE",
+            "cvad",
+            Tier::Select,
+            today,
+            today + TimeDuration::days(400),
+            now(),
+        )
+        .unwrap_err();
+    assert!(
+        err.is_usage() && err.to_string().contains("unknown org `NOPE`"),
+        "{err}"
+    );
+    store.add_org("ORG-1", "Example", now()).unwrap();
+    let err = store.add_org("ORG-1", "Again", now()).unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err}");
+    let err = store
+        .add_contract(
+            "ORG-1",
+            "cvad",
+            Tier::Select,
+            today,
+            today - TimeDuration::days(1),
+            now(),
+        )
+        .unwrap_err();
+    assert!(
+        err.is_usage() && err.to_string().contains("not after its start"),
+        "{err}"
+    );
+    let err = store
+        .issue_token("ORG-1", "prod", TimeDuration::days(1), now())
+        .unwrap_err();
+    assert!(err.to_string().contains("unknown environment `prod`"), "{err}");
+    assert!(store.add_org("bad id", "x", now()).unwrap_err().is_usage());
+}
+
+#[tokio::test]
+async fn enroll_happy_path() {
+    let (_dir, store) = store();
+    let token = org_with_token(&store, "ORG-1", "prod-eu");
+    let host = Uuid::new_v4();
+    let enrolled = store.enroll(request(&token, host), now()).await.unwrap();
+    assert!(enrolled.credential.expose().starts_with("chac_"));
+    assert_eq!(enrolled.org, "ORG-1");
+    assert_eq!(enrolled.environment, "prod-eu");
+    assert_eq!(enrolled.tier, Tier::Priority);
+    let agent = identity(&store, &enrolled.credential).await;
+    assert_eq!(agent.host_id, host);
+    assert_eq!(agent.tier, Some(Tier::Priority));
+    let tokens = store.list_tokens("ORG-1").unwrap();
+    assert_eq!(tokens[0].uses, 1);
+    let hosts = store.list_hosts(None, None).unwrap();
+    assert_eq!(hosts.len(), 1);
+    assert_eq!(hosts[0].hostname, "vda01");
+    assert_eq!(hosts[0].last_seen, None);
+    assert_eq!(hosts[0].snapshots, 0);
+}
+
+#[tokio::test]
+async fn unknown_token_is_refused() {
+    let (_dir, store) = store();
+    org_with_token(&store, "ORG-1", "prod");
+    let err = store
+        .enroll(request("chet_0000", Uuid::new_v4()), now())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, EnrollError::UnknownToken), "{err}");
+}
+
+#[tokio::test]
+async fn expired_token_is_refused() {
+    let (_dir, store) = store();
+    let token = org_with_token(&store, "ORG-1", "prod");
+    let err = store
+        .enroll(request(&token, Uuid::new_v4()), now() + TimeDuration::days(31))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, EnrollError::TokenExpired { .. }), "{err}");
+}
+
+#[tokio::test]
+async fn revoked_token_is_refused() {
+    let (_dir, store) = store();
+    let token = org_with_token(&store, "ORG-1", "prod");
+    let id = store.list_tokens("ORG-1").unwrap()[0].id.clone();
+    assert_eq!(store.revoke_token(&id, now()).unwrap(), Revoked::Now);
+    assert_eq!(store.revoke_token(&id, now()).unwrap(), Revoked::Already);
+    let err = store
+        .enroll(request(&token, Uuid::new_v4()), now())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, EnrollError::TokenRevoked { .. }), "{err}");
+    assert!(store.revoke_token("tok_nope", now()).unwrap_err().is_usage());
+}
+
+#[tokio::test]
+async fn lapsed_org_cannot_enroll_or_is_reported_lapsed() {
+    let (_dir, store) = store();
+    let today = now().date();
+    store.add_org("ORG-OLD", "Old Corp", now()).unwrap();
+    store
+        .add_contract(
+            "ORG-OLD",
+            "cvad",
+            Tier::PriorityPlus,
+            today - TimeDuration::days(800),
+            today - TimeDuration::days(35),
+            now(),
+        )
+        .unwrap();
+    store.add_environment("ORG-OLD", "prod", now()).unwrap();
+    let token = store
+        .issue_token("ORG-OLD", "prod", TimeDuration::days(30), now())
+        .unwrap();
+    let err = store
+        .enroll(request(token.token.expose(), Uuid::new_v4()), now())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, EnrollError::ContractLapsed { org } if org == "ORG-OLD"),
+        "{err}"
+    );
+    assert_eq!(store.org_tier("ORG-OLD", today).unwrap(), None);
+}
+
+#[tokio::test]
+async fn host_enrolled_in_another_org_is_a_conflict() {
+    let (_dir, store) = store();
+    let token_a = org_with_token(&store, "ORG-A", "prod");
+    let token_b = org_with_token(&store, "ORG-B", "prod");
+    let host = Uuid::new_v4();
+    store.enroll(request(&token_a, host), now()).await.unwrap();
+    let err = store.enroll(request(&token_b, host), now()).await.unwrap_err();
+    assert!(
+        matches!(&err, EnrollError::HostEnrolledElsewhere { org, .. } if org == "ORG-A"),
+        "{err}"
+    );
+    // Another environment of the same org is "elsewhere" too.
+    store.add_environment("ORG-A", "test", now()).unwrap();
+    let token_test = store
+        .issue_token("ORG-A", "test", TimeDuration::days(1), now())
+        .unwrap();
+    let err = store
+        .enroll(request(token_test.token.expose(), host), now())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, EnrollError::HostEnrolledElsewhere { .. }), "{err}");
+}
+
+#[tokio::test]
+async fn re_enroll_revokes_the_old_credential() {
+    let (_dir, store) = store();
+    let token = org_with_token(&store, "ORG-1", "prod");
+    let host = Uuid::new_v4();
+    let first = store.enroll(request(&token, host), now()).await.unwrap();
+    let mut again = request(&token, host);
+    again.hostname = "vda01-renamed".to_owned();
+    let second = store.enroll(again, now()).await.unwrap();
+    assert_ne!(first.credential, second.credential);
+    assert_eq!(
+        store
+            .authenticate_agent(first.credential.expose().to_owned(), now().date())
+            .await
+            .unwrap(),
+        Authentication::Revoked
+    );
+    identity(&store, &second.credential).await;
+    let hosts = store.list_hosts(Some("ORG-1"), None).unwrap();
+    assert_eq!(hosts.len(), 1);
+    assert_eq!(hosts[0].hostname, "vda01-renamed");
+    assert_eq!(store.list_tokens("ORG-1").unwrap()[0].uses, 2);
+}
+
+#[tokio::test]
+async fn insert_snapshot_is_idempotent() {
+    let (_dir, store) = store();
+    let token = org_with_token(&store, "ORG-1", "prod");
+    let enrolled = store
+        .enroll(request(&token, Uuid::new_v4()), now())
+        .await
+        .unwrap();
+    let agent = identity(&store, &enrolled.credential).await;
+    let id = Uuid::now_v7();
+    let first = store
+        .insert_snapshot(agent.clone(), snapshot(id), now())
+        .await
+        .unwrap();
+    assert_eq!(first, Inserted::Stored);
+    let second = store
+        .insert_snapshot(agent.clone(), snapshot(id), now())
+        .await
+        .unwrap();
+    assert_eq!(second, Inserted::Duplicate);
+    assert_eq!(store.count_snapshots().unwrap(), 1);
+    assert_eq!(
+        store.snapshot_body(id).unwrap().unwrap(),
+        br#"{"hello":"world"}"#.to_vec()
+    );
+}
+
+#[tokio::test]
+async fn list_hosts_counts_snapshots_and_last_seen() {
+    let (_dir, store) = store();
+    let token = org_with_token(&store, "ORG-1", "prod");
+    let a = store
+        .enroll(request(&token, Uuid::new_v4()), now())
+        .await
+        .unwrap();
+    let mut req_b = request(&token, Uuid::new_v4());
+    req_b.hostname = "vda02".to_owned();
+    let b = store.enroll(req_b, now()).await.unwrap();
+    let agent_a = identity(&store, &a.credential).await;
+    let seen = now();
+    for _ in 0..3 {
+        store
+            .insert_snapshot(agent_a.clone(), snapshot(Uuid::now_v7()), seen)
+            .await
+            .unwrap();
+    }
+    let hosts = store.list_hosts(None, None).unwrap();
+    assert_eq!(hosts.len(), 2);
+    let host_a = hosts.iter().find(|h| h.host_id == a.host_id).unwrap();
+    let host_b = hosts.iter().find(|h| h.host_id == b.host_id).unwrap();
+    assert_eq!(host_a.snapshots, 3);
+    assert_eq!(host_a.last_seen.as_deref(), Some(ts(seen).as_str()));
+    assert_eq!(host_b.snapshots, 0);
+    assert_eq!(host_b.last_seen, None);
+    assert_eq!(host_a.environment, "prod");
+    assert_eq!(store.list_environments("ORG-1").unwrap()[0].hosts, 2);
+    assert!(store.list_hosts(Some("ORG-1"), Some("other")).unwrap().is_empty());
+}
+
+#[test]
+fn timestamps_sort_as_text_and_parse_as_rfc3339() {
+    let a = ts(OffsetDateTime::UNIX_EPOCH + TimeDuration::milliseconds(1500));
+    assert_eq!(a, "1970-01-01T00:00:01.500000Z");
+    OffsetDateTime::parse(&a, &time::format_description::well_known::Rfc3339).unwrap();
+}

@@ -1,0 +1,363 @@
+//! The collector's TLS identity and rustls server configuration.
+//!
+//! With `[tls]` configured, the files given are loaded. Otherwise the collector makes a self-signed
+//! certificate on its first start (`DATA_DIR/tls/cert.pem`, key `key.pem` mode 0600) and reuses it
+//! afterwards. That certificate is an end entity (not a CA) with SANs for `localhost`, the loopback
+//! addresses and the machine's hostname, so that an agent can pass `cert.pem` as its CA file: webpki
+//! accepts a self-signed end-entity certificate as its own trust anchor.
+
+use std::io::Write;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rcgen::{CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose, SanType};
+use rustls::ServerConfig;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+use crate::config::TlsConfig;
+
+/// Validity of a generated certificate.
+const GENERATED_VALIDITY_DAYS: i64 = 730;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: rustls::pki_types::pem::Error,
+    },
+    #[error("{path} holds no certificate")]
+    NoCertificate { path: PathBuf },
+    #[error("cannot write {path}: {source}")]
+    Write { path: PathBuf, source: std::io::Error },
+    #[error(
+        "{found} exists but {missing} does not: restore it, or delete both to generate a new certificate"
+    )]
+    HalfPair { found: PathBuf, missing: PathBuf },
+    #[error("cannot generate a certificate: {0}")]
+    Generate(#[from] rcgen::Error),
+    #[error("invalid certificate or key: {0}")]
+    Rustls(#[from] rustls::Error),
+}
+
+/// How the certificate in use came to be; logged at start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CertOrigin {
+    Configured,
+    Generated,
+    Reused,
+}
+
+#[derive(Debug)]
+pub struct TlsIdentity {
+    pub cert_path: PathBuf,
+    pub key_path: PathBuf,
+    pub chain: Vec<CertificateDer<'static>>,
+    pub key: PrivateKeyDer<'static>,
+    pub origin: CertOrigin,
+}
+
+impl TlsIdentity {
+    /// SHA-256 of the leaf certificate's DER, as colon-separated uppercase hex (the form browsers and
+    /// `openssl x509 -fingerprint -sha256` show).
+    pub fn fingerprint(&self) -> String {
+        self.chain.first().map(|c| fingerprint(c)).unwrap_or_default()
+    }
+
+    /// One line for the log: where the certificate is, how it came to be, and its fingerprint.
+    pub fn describe(&self) -> String {
+        let what = match self.origin {
+            CertOrigin::Configured => "using configured TLS certificate",
+            CertOrigin::Generated => "generated self-signed TLS certificate",
+            CertOrigin::Reused => "reusing self-signed TLS certificate",
+        };
+        format!(
+            "{what} {} (SHA-256 fingerprint {})",
+            self.cert_path.display(),
+            self.fingerprint()
+        )
+    }
+}
+
+pub fn fingerprint(der: &[u8]) -> String {
+    let digest = ring::digest::digest(&ring::digest::SHA256, der);
+    digest
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02X}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+/// Where a generated certificate lives.
+pub fn default_paths(data_dir: &Path) -> (PathBuf, PathBuf) {
+    let dir = data_dir.join("tls");
+    (dir.join("cert.pem"), dir.join("key.pem"))
+}
+
+/// The configured certificate, or the data directory's self-signed one (made if absent).
+pub fn load_or_generate(config: &TlsConfig, data_dir: &Path) -> Result<TlsIdentity, TlsError> {
+    if let (Some(cert), Some(key)) = (&config.cert_file, &config.key_file) {
+        return load(cert, key, CertOrigin::Configured);
+    }
+    let (cert, key) = default_paths(data_dir);
+    match (cert.exists(), key.exists()) {
+        (true, true) => {
+            warn_if_key_readable_by_others(&key);
+            load(&cert, &key, CertOrigin::Reused)
+        }
+        (false, false) => {
+            generate(&cert, &key, &local_names())?;
+            load(&cert, &key, CertOrigin::Generated)
+        }
+        (true, false) => Err(TlsError::HalfPair {
+            found: cert,
+            missing: key,
+        }),
+        (false, true) => Err(TlsError::HalfPair {
+            found: key,
+            missing: cert,
+        }),
+    }
+}
+
+fn load(cert_path: &Path, key_path: &Path, origin: CertOrigin) -> Result<TlsIdentity, TlsError> {
+    let chain = CertificateDer::pem_file_iter(cert_path)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .map_err(|source| TlsError::Read {
+            path: cert_path.to_owned(),
+            source,
+        })?;
+    if chain.is_empty() {
+        return Err(TlsError::NoCertificate {
+            path: cert_path.to_owned(),
+        });
+    }
+    let key = PrivateKeyDer::from_pem_file(key_path).map_err(|source| TlsError::Read {
+        path: key_path.to_owned(),
+        source,
+    })?;
+    Ok(TlsIdentity {
+        cert_path: cert_path.to_owned(),
+        key_path: key_path.to_owned(),
+        chain,
+        key,
+        origin,
+    })
+}
+
+/// DNS names and addresses the generated certificate covers.
+fn local_names() -> Vec<String> {
+    let mut names = vec!["localhost".to_owned()];
+    if let Some(host) = machine_hostname()
+        && host != "localhost"
+    {
+        names.push(host);
+    }
+    names
+}
+
+/// The kernel's hostname (Linux), or `$HOSTNAME`; `None` when neither gives a usable DNS name.
+fn machine_hostname() -> Option<String> {
+    let raw = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())?;
+    let host = raw.trim().to_ascii_lowercase();
+    let valid = !host.is_empty()
+        && host.len() <= 253
+        && host.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        });
+    valid.then_some(host)
+}
+
+/// Makes a self-signed ECDSA P-256 end-entity certificate for `dns_names` plus the loopback
+/// addresses, and writes the key (mode 0600) then the certificate.
+pub fn generate(cert_path: &Path, key_path: &Path, dns_names: &[String]) -> Result<(), TlsError> {
+    let key_pair = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
+    let mut params = CertificateParams::default();
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    let cn = dns_names
+        .get(1)
+        .or(dns_names.first())
+        .map(String::as_str)
+        .unwrap_or("localhost");
+    params
+        .distinguished_name
+        .push(DnType::CommonName, format!("callhome-collector {cn}"));
+    params.subject_alt_names = dns_names
+        .iter()
+        .map(|n| n.clone().try_into().map(SanType::DnsName))
+        .collect::<Result<Vec<_>, _>>()?;
+    params.subject_alt_names.extend([
+        SanType::IpAddress(IpAddr::V4(Ipv4Addr::LOCALHOST)),
+        SanType::IpAddress(IpAddr::V6(Ipv6Addr::LOCALHOST)),
+    ]);
+    params.is_ca = IsCa::ExplicitNoCa;
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    let now = time::OffsetDateTime::now_utc();
+    // An hour of slack for agents whose clock is a little behind.
+    params.not_before = now - time::Duration::hours(1);
+    params.not_after = now + time::Duration::days(GENERATED_VALIDITY_DAYS);
+    let cert = params.self_signed(&key_pair)?;
+
+    if let Some(dir) = cert_path.parent() {
+        std::fs::create_dir_all(dir).map_err(|source| TlsError::Write {
+            path: dir.to_owned(),
+            source,
+        })?;
+    }
+    write_file(key_path, key_pair.serialize_pem().as_bytes(), 0o600)?;
+    write_file(cert_path, cert.pem().as_bytes(), 0o644)?;
+    Ok(())
+}
+
+/// Writes through a temporary file and a rename, so a crash never leaves half a key behind.
+fn write_file(path: &Path, contents: &[u8], mode: u32) -> Result<(), TlsError> {
+    let err = |source| TlsError::Write {
+        path: path.to_owned(),
+        source,
+    };
+    let tmp = path.with_extension("pem.tmp");
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(mode);
+    }
+    #[cfg(not(unix))]
+    let _ = mode;
+    let mut file = options.open(&tmp).map_err(err)?;
+    file.write_all(contents).map_err(err)?;
+    file.sync_all().map_err(err)?;
+    drop(file);
+    std::fs::rename(&tmp, path).map_err(err)?;
+    Ok(())
+}
+
+fn warn_if_key_readable_by_others(key: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(meta) = std::fs::metadata(key)
+            && meta.permissions().mode() & 0o077 != 0
+        {
+            tracing::warn!(path = %key.display(), mode = format!("{:o}", meta.permissions().mode() & 0o777),
+                "TLS private key is readable by other users: chmod 600 it");
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = key;
+}
+
+/// rustls on ring, TLS 1.2 and 1.3 only, HTTP/1.1 by ALPN.
+pub fn server_config(identity: &TlsIdentity) -> Result<Arc<ServerConfig>, TlsError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
+        .with_no_client_auth()
+        .with_single_cert(identity.chain.clone(), identity.key.clone_key())?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rustls::pki_types::ServerName;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    fn client_trusting(cert_pem: &Path) -> tokio_rustls::TlsConnector {
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in CertificateDer::pem_file_iter(cert_pem).unwrap() {
+            roots.add(cert.unwrap()).unwrap();
+        }
+        let config =
+            rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_root_certificates(roots)
+                .with_no_client_auth();
+        tokio_rustls::TlsConnector::from(Arc::new(config))
+    }
+
+    /// A rustls client that trusts only `cert.pem` completes a handshake for each of the names: the
+    /// certificate is its own trust anchor and carries the SANs.
+    #[tokio::test]
+    async fn generated_cert_is_its_own_trust_anchor() {
+        let dir = tempfile::tempdir().unwrap();
+        let identity = load_or_generate(&TlsConfig::default(), dir.path()).unwrap();
+        assert_eq!(identity.origin, CertOrigin::Generated);
+        let server = tokio_rustls::TlsAcceptor::from(server_config(&identity).unwrap());
+        let connector = client_trusting(&identity.cert_path);
+        for name in ["localhost", "127.0.0.1", "::1"] {
+            let (client_io, server_io) = tokio::io::duplex(64 * 1024);
+            let server = server.clone();
+            let serve = tokio::spawn(async move {
+                let mut tls = server.accept(server_io).await.unwrap();
+                let mut buf = [0u8; 4];
+                tls.read_exact(&mut buf).await.unwrap();
+                tls.write_all(b"pong").await.unwrap();
+                tls.shutdown().await.unwrap();
+            });
+            let server_name = ServerName::try_from(name.to_owned()).unwrap();
+            let mut tls = connector.connect(server_name, client_io).await.unwrap();
+            tls.write_all(b"ping").await.unwrap();
+            let mut buf = [0u8; 4];
+            tls.read_exact(&mut buf).await.unwrap();
+            assert_eq!(&buf, b"pong");
+            assert_eq!(tls.get_ref().1.alpn_protocol(), None);
+            serve.await.unwrap();
+        }
+        // A name the certificate does not cover is refused.
+        let (client_io, server_io) = tokio::io::duplex(64 * 1024);
+        let server = server.clone();
+        tokio::spawn(async move { server.accept(server_io).await });
+        let wrong = ServerName::try_from("collector.example.com").unwrap();
+        assert!(connector.connect(wrong, client_io).await.is_err());
+    }
+
+    #[test]
+    fn second_start_reuses_the_certificate_and_key_is_private() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = load_or_generate(&TlsConfig::default(), dir.path()).unwrap();
+        let second = load_or_generate(&TlsConfig::default(), dir.path()).unwrap();
+        assert_eq!(second.origin, CertOrigin::Reused);
+        assert_eq!(first.fingerprint(), second.fingerprint());
+        assert_eq!(first.fingerprint().len(), 32 * 3 - 1);
+        assert!(second.describe().contains("reusing self-signed TLS certificate"));
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&first.key_path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+    }
+
+    #[test]
+    fn configured_files_are_loaded_and_half_pairs_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = (dir.path().join("c.pem"), dir.path().join("k.pem"));
+        generate(&cert, &key, &["collector.example.com".to_owned()]).unwrap();
+        let config = TlsConfig {
+            cert_file: Some(cert.clone()),
+            key_file: Some(key.clone()),
+        };
+        let identity = load_or_generate(&config, dir.path()).unwrap();
+        assert_eq!(identity.origin, CertOrigin::Configured);
+        server_config(&identity).unwrap();
+
+        let data = tempfile::tempdir().unwrap();
+        let (default_cert, _) = default_paths(data.path());
+        std::fs::create_dir_all(default_cert.parent().unwrap()).unwrap();
+        std::fs::copy(&cert, &default_cert).unwrap();
+        let err = load_or_generate(&TlsConfig::default(), data.path()).unwrap_err();
+        assert!(matches!(err, TlsError::HalfPair { .. }), "{err}");
+    }
+}
