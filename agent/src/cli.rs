@@ -6,6 +6,7 @@
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context;
 use callhome_shared::api::EnrollRequest;
@@ -17,7 +18,8 @@ use tracing_subscriber::util::SubscriberInitExt;
 
 use crate::config::{self, ConfigError, LoadedConfig};
 use crate::deliver::{Collector, DeliverError, Delivered};
-use crate::probes::PROBES;
+use crate::probes::{AgentHealth, PROBES};
+use crate::source::{HostSource, Live, Recorder, Tree};
 use crate::state::{Enrollment, StateDir, StateError};
 use crate::{exit, snapshot};
 
@@ -35,6 +37,10 @@ pub struct Cli {
     /// built-in defaults apply.
     #[arg(long, global = true, value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// Read the host from this directory tree (a capture or a fixture, see docs/host-tree.md)
+    /// instead of `/`. For `collect` and `capture`.
+    #[arg(long, global = true, value_name = "DIR")]
+    pub root: Option<PathBuf>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -58,6 +64,14 @@ pub enum Command {
     },
     /// Collect once and deliver the snapshot to the collector.
     Send,
+    /// Write the files and command outputs the probes read into a host tree (docs/host-tree.md), so
+    /// that `collect --root DIR` reproduces this host offline. Hand it to support as
+    /// `tar --zstd -cf host.tar.zst -C DIR .`
+    Capture {
+        /// A new or empty directory.
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
     /// Check the config and print every problem found; exit 78 when there is one.
     Validate,
 }
@@ -101,13 +115,27 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
+    let source: Arc<dyn HostSource> = match &cli.root {
+        None => Arc::new(Live),
+        Some(root) => {
+            if !matches!(cli.command, Command::Collect | Command::Capture { .. }) {
+                return Err(
+                    ConfigError::Missing("`--root` works with `collect` and `capture` only".into()).into(),
+                );
+            }
+            Arc::new(
+                Tree::open(root).with_context(|| format!("cannot read the host tree {}", root.display()))?,
+            )
+        }
+    };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Collect => collect(&loaded).await,
+            Command::Collect => collect(&loaded, &source).await,
+            Command::Capture { out } => capture(&loaded, source, &out).await,
             Command::Enroll { collector, token, ca } => {
                 enroll(&loaded, collector.as_deref(), &token, ca.as_deref()).await
             }
-            Command::Send => send(&loaded).await,
+            Command::Send => send(&loaded, &source).await,
             Command::Validate => Ok(()),
         }
     });
@@ -116,10 +144,10 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     result
 }
 
-async fn collect(loaded: &LoadedConfig) -> anyhow::Result<()> {
-    let config = &loaded.config;
+async fn collect(loaded: &LoadedConfig, source: &Arc<dyn HostSource>) -> anyhow::Result<()> {
+    let config = Arc::new(loaded.config.clone());
     let host_id = StateDir::new(&config.state_dir).host_id_or_ephemeral();
-    let snapshot = snapshot::collect(config, host_id, PROBES).await;
+    let snapshot = snapshot::collect(&config, source, AgentHealth::default(), host_id, PROBES).await;
     if let Err(error) = snapshot.validate() {
         tracing::error!(%error, "the snapshot breaks the schema: the collector would refuse it");
     }
@@ -153,7 +181,7 @@ async fn enroll(
 
     let state = StateDir::new(&config.state_dir);
     let host_id = state.host_id().context("cannot keep this host's id")?;
-    let host = snapshot::host_identity(config, host_id);
+    let host = snapshot::host_identity(config, &Live, host_id);
     let request = EnrollRequest {
         token: token.to_string(),
         host_id,
@@ -187,8 +215,28 @@ async fn enroll(
     Ok(())
 }
 
-async fn send(loaded: &LoadedConfig) -> anyhow::Result<()> {
-    let config = &loaded.config;
+/// `capture`: every enabled probe runs once against a recorder, which then writes the tree.
+async fn capture(loaded: &LoadedConfig, source: Arc<dyn HostSource>, out: &Path) -> anyhow::Result<()> {
+    let config = Arc::new(loaded.config.clone());
+    let recorder = Arc::new(Recorder::new(source));
+    let recording: Arc<dyn HostSource> = recorder.clone();
+    let host_id = StateDir::new(&config.state_dir).host_id_or_ephemeral();
+    let snapshot = snapshot::collect(&config, &recording, AgentHealth::default(), host_id, PROBES).await;
+    let summary = recorder
+        .write_tree(out)
+        .with_context(|| format!("cannot write the capture to {}", out.display()))?;
+    println!(
+        "captured {} files and {} command outputs ({} probes) into {}",
+        summary.files,
+        summary.commands,
+        snapshot.probes.len(),
+        out.display()
+    );
+    Ok(())
+}
+
+async fn send(loaded: &LoadedConfig, source: &Arc<dyn HostSource>) -> anyhow::Result<()> {
+    let config = Arc::new(loaded.config.clone());
     let state = StateDir::new(&config.state_dir);
     let enrollment = state.load_enrollment()?;
     let url = config.collector_url().unwrap_or(&enrollment.collector_url);
@@ -197,7 +245,14 @@ async fn send(loaded: &LoadedConfig) -> anyhow::Result<()> {
         .map(Path::to_path_buf)
         .or_else(|| state.collector_ca());
     let client = Collector::new(url, ca.as_deref(), config.collector_timeout())?;
-    let snapshot = snapshot::collect(config, enrollment.host_id, PROBES).await;
+    let snapshot = snapshot::collect(
+        &config,
+        source,
+        AgentHealth::default(),
+        enrollment.host_id,
+        PROBES,
+    )
+    .await;
     snapshot
         .validate()
         .context("the snapshot breaks the schema (a bug in the agent)")?;

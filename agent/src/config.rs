@@ -30,7 +30,7 @@ use callhome_shared::HostRole;
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::probes::Probe;
+use crate::probes::{PlannedProbe, Probe};
 
 /// Where the config is read from when `--config` is not given. If no file is there, the agent runs on
 /// the built-in defaults.
@@ -41,6 +41,8 @@ pub mod defaults {
     pub const STATE_DIR: &str = "/var/lib/callhome";
     pub const COLLECTOR_TIMEOUT_SECS: u64 = 30;
     pub const PROBE_TIMEOUT_SECS: u64 = 5;
+    /// Most bytes a probe reads from one file: logs are read from their tail up to this.
+    pub const PROBE_MAX_READ_BYTES: u64 = 1 << 20;
 }
 
 /// Longest hostname a snapshot may carry (the schema's limit for names).
@@ -76,6 +78,8 @@ pub struct ProbeConfig {
     pub enabled: Option<bool>,
     /// `None`: [`defaults::PROBE_TIMEOUT_SECS`].
     pub timeout_secs: Option<Spanned<u64>>,
+    /// `None`: [`defaults::PROBE_MAX_READ_BYTES`].
+    pub max_read_bytes: Option<Spanned<u64>>,
 }
 
 impl Default for Config {
@@ -274,13 +278,22 @@ impl Config {
                     message: "must be at least 1".into(),
                 });
             }
+            if let Some(cap) = &settings.max_read_bytes
+                && *cap.get_ref() < 4096
+            {
+                problems.push(Problem {
+                    key: format!("probes.{}.max_read_bytes", name.get_ref()),
+                    line: line(cap.span()),
+                    message: "must be at least 4096".into(),
+                });
+            }
         }
         problems.sort_by_key(|p| p.line.unwrap_or(0));
         problems
     }
 
-    /// The probes to run, in table order, each with its timeout.
-    pub fn enabled_probes<'a>(&self, probes: &'a [Probe]) -> Vec<(&'a Probe, Duration)> {
+    /// The probes to run, in table order, each with its timeout and read cap.
+    pub fn enabled_probes<'a>(&self, probes: &'a [Probe]) -> Vec<PlannedProbe<'a>> {
         probes
             .iter()
             .filter_map(|probe| {
@@ -289,7 +302,14 @@ impl Config {
                 let secs = settings
                     .and_then(|s| s.timeout_secs.as_ref())
                     .map_or(defaults::PROBE_TIMEOUT_SECS, |t| *t.get_ref());
-                enabled.then_some((probe, Duration::from_secs(secs)))
+                let max_read_bytes = settings
+                    .and_then(|s| s.max_read_bytes.as_ref())
+                    .map_or(defaults::PROBE_MAX_READ_BYTES, |c| *c.get_ref());
+                enabled.then_some(PlannedProbe {
+                    probe,
+                    timeout: Duration::from_secs(secs),
+                    max_read_bytes,
+                })
             })
             .collect()
     }
@@ -363,18 +383,17 @@ mod tests {
         assert_eq!(c.collector_ca_file(), None);
         assert_eq!(c.collector_timeout(), Duration::from_secs(30));
         assert!(c.problems("", PROBES).is_empty());
-        let enabled: Vec<(&str, Duration)> = c
+        let enabled: Vec<(&str, Duration, u64)> = c
             .enabled_probes(PROBES)
             .into_iter()
-            .map(|(p, t)| (p.name, t))
+            .map(|p| (p.probe.name, p.timeout, p.max_read_bytes))
             .collect();
-        assert_eq!(
-            enabled,
-            vec![
-                ("system", Duration::from_secs(5)),
-                ("disks", Duration::from_secs(5))
-            ]
-        );
+        let expected: Vec<(&str, Duration, u64)> = PROBES
+            .iter()
+            .filter(|p| p.default_enabled)
+            .map(|p| (p.name, Duration::from_secs(5), 1 << 20))
+            .collect();
+        assert_eq!(enabled, expected);
     }
 
     #[test]
@@ -400,18 +419,26 @@ timeout_secs = 10
 enabled = false
 [probes.system]
 timeout_secs = 2
+max_read_bytes = 65536
 "#,
         );
         assert_eq!(c.role, HostRole::Storefront);
         assert_eq!(c.hostname.as_deref(), Some("sf01"));
         assert_eq!(c.collector_url(), Some("https://callhome.example.com/"));
         assert_eq!(c.collector_timeout(), Duration::from_secs(10));
-        let enabled: Vec<(&str, Duration)> = c
+        let enabled: Vec<(&str, Duration, u64)> = c
             .enabled_probes(PROBES)
             .into_iter()
-            .map(|(p, t)| (p.name, t))
+            .map(|p| (p.probe.name, p.timeout, p.max_read_bytes))
             .collect();
-        assert_eq!(enabled, vec![("system", Duration::from_secs(2))]);
+        assert!(
+            enabled.contains(&("system", Duration::from_secs(2), 65536)),
+            "{enabled:?}"
+        );
+        assert!(
+            !enabled.iter().any(|(name, _, _)| *name == "disks"),
+            "{enabled:?}"
+        );
     }
 
     #[test]

@@ -13,6 +13,8 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use crate::sections::Sections;
+
 /// The schema version this crate writes and reads.
 pub const SCHEMA_VERSION: u32 = 1;
 
@@ -40,13 +42,10 @@ pub struct Snapshot {
     pub errors: Vec<ProbeError>,
 }
 
-/// The agent that made the snapshot, and its own health.
+/// The agent that made the snapshot. Its health (spool, deliveries) is the `agent` section.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AgentInfo {
     pub version: String,
-    /// Snapshots dropped from a full spool since the last delivered snapshot.
-    #[serde(default)]
-    pub spool_dropped: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -100,89 +99,6 @@ impl std::str::FromStr for HostRole {
             )),
         }
     }
-}
-
-/// One typed section per probe, keyed by the probe's name. Sections this version does not know are kept
-/// raw in `other` and written back unchanged.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
-pub struct Sections {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub system: Option<SystemSection>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub disks: Option<DisksSection>,
-    #[serde(flatten)]
-    pub other: BTreeMap<String, serde_json::Value>,
-}
-
-impl Sections {
-    /// The names of the sections present, typed or raw.
-    pub fn names(&self) -> Vec<&str> {
-        let mut names: Vec<&str> = Vec::new();
-        if self.system.is_some() {
-            names.push("system");
-        }
-        if self.disks.is_some() {
-            names.push("disks");
-        }
-        names.extend(self.other.keys().map(String::as_str));
-        names
-    }
-}
-
-/// `system` probe: OS, kernel, uptime, CPU, load, memory and swap.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct SystemSection {
-    pub os_name: Option<String>,
-    pub os_version: Option<String>,
-    pub kernel: Option<String>,
-    pub arch: String,
-    pub uptime_secs: u64,
-    #[serde(with = "time::serde::rfc3339")]
-    pub boot_time: OffsetDateTime,
-    /// Logical CPUs.
-    pub cpu_count: u32,
-    pub physical_cores: Option<u32>,
-    pub load_average: LoadAverage,
-    pub memory: MemoryInfo,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct LoadAverage {
-    pub one: f64,
-    pub five: f64,
-    pub fifteen: f64,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct MemoryInfo {
-    pub total_bytes: u64,
-    pub available_bytes: u64,
-    pub used_bytes: u64,
-    pub swap_total_bytes: u64,
-    pub swap_free_bytes: u64,
-}
-
-/// `disks` probe: every real (block-device backed) mount.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct DisksSection {
-    pub mounts: Vec<DiskMount>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct DiskMount {
-    pub mount_point: String,
-    pub device: String,
-    pub fs_type: String,
-    pub read_only: bool,
-    pub total_bytes: u64,
-    /// Bytes an unprivileged user can still write (statvfs `f_bavail`), the figure that matters for
-    /// services that do not run as root.
-    pub available_bytes: u64,
-    /// `available_bytes / total_bytes` in percent, rounded to one decimal.
-    pub free_percent: f64,
-    pub inodes_total: Option<u64>,
-    pub inodes_free: Option<u64>,
-    pub inodes_free_percent: Option<f64>,
 }
 
 /// How one probe's run ended. `NoData` means the thing it looks at is not on this host (for example no
@@ -340,7 +256,6 @@ mod tests {
         let s = decode(&minimal()).unwrap();
         assert_eq!(s.host.role, HostRole::Vda);
         assert!(s.errors.is_empty());
-        assert_eq!(s.agent.spool_dropped, 0);
     }
 
     #[test]

@@ -34,7 +34,6 @@ fn sample() -> Snapshot {
         schema_version: SCHEMA_VERSION,
         agent: AgentInfo {
             version: "0.1.0".into(),
-            spool_dropped: 0,
         },
         host: HostIdentity {
             host_id: uuid!("9b7c1b3e-2a4f-4c55-9d1e-3f0e5c7a8b90"),
@@ -68,8 +67,8 @@ fn sample() -> Snapshot {
                     swap_free_bytes: 2_147_483_648,
                 },
             }),
-            disks: None,
             other,
+            ..Default::default()
         },
         probes,
         errors: vec![ProbeError {

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 
 use callhome_shared::{DiskMount, DisksSection};
 
-use super::{ProbeFailure, ProbeOutput, Section};
+use super::{ProbeContext, ProbeFailure, ProbeOutput, Section};
 
 const MOUNTS: &str = "/proc/self/mounts";
 
@@ -49,19 +49,20 @@ const PSEUDO_FS: &[&str] = &[
     "tracefs",
 ];
 
-pub(super) fn probe() -> Result<ProbeOutput, ProbeFailure> {
-    let text =
-        std::fs::read_to_string(MOUNTS).map_err(|e| ProbeFailure(format!("cannot read {MOUNTS}: {e}")))?;
+pub(super) fn probe(ctx: &ProbeContext) -> Result<ProbeOutput, ProbeFailure> {
+    let text = ctx
+        .read_text(MOUNTS)
+        .map_err(|e| ProbeFailure::reading(MOUNTS, &e))?;
     let mut mounts = Vec::new();
     for entry in real_mounts(parse_mounts(&text)) {
-        match rustix::fs::statvfs(entry.mount_point.as_str()) {
+        match ctx.source.statvfs(&entry.mount_point) {
             Ok(st) => {
                 let usage = Usage {
-                    fragment_size: st.f_frsize,
-                    blocks: st.f_blocks,
-                    blocks_available: st.f_bavail,
-                    files: st.f_files,
-                    files_free: st.f_ffree,
+                    fragment_size: st.block_size,
+                    blocks: st.blocks,
+                    blocks_available: st.blocks_available,
+                    files: st.files,
+                    files_free: st.files_free,
                 };
                 if let Some(mount) = disk_mount(&entry, &usage) {
                     mounts.push(mount);
@@ -349,7 +350,11 @@ tmpfs /run/user/1000 tmpfs rw,seclabel,nosuid,nodev,relatime,size=789872k,mode=7
 
     #[test]
     fn live_host_lists_mounts_without_pseudo_filesystems() {
-        let ProbeOutput::Section(Section::Disks(d)) = probe().unwrap() else {
+        let ctx = crate::probes::ProbeContext {
+            source: std::sync::Arc::new(crate::source::Live),
+            ..crate::probes::testing::context("rpm-healthy")
+        };
+        let Section::Disks(d) = crate::probes::testing::section(probe, &ctx) else {
             panic!("disks probe gave no disks section");
         };
         for m in &d.mounts {
@@ -359,5 +364,37 @@ tmpfs /run/user/1000 tmpfs rw,seclabel,nosuid,nodev,relatime,size=789872k,mode=7
                 "{m:?}"
             );
         }
+    }
+
+    fn fixture_mounts(tree: &str) -> Vec<DiskMount> {
+        let Section::Disks(d) =
+            crate::probes::testing::section(probe, &crate::probes::testing::context(tree))
+        else {
+            panic!("disks probe gave no disks section");
+        };
+        d.mounts
+    }
+
+    #[test]
+    fn healthy_fixture_has_its_real_mounts_only() {
+        let mounts = fixture_mounts("rpm-healthy");
+        let points: Vec<&str> = mounts.iter().map(|m| m.mount_point.as_str()).collect();
+        assert_eq!(points, ["/", "/boot", "/var"]);
+        let root = &mounts[0];
+        assert_eq!(
+            (root.device.as_str(), root.fs_type.as_str()),
+            ("/dev/mapper/rhel-root", "xfs")
+        );
+        assert_eq!(root.total_bytes, 13_107_200 * 4096);
+        assert_eq!(root.free_percent, 62.5);
+        assert_eq!(root.inodes_free_percent, Some(95.0));
+    }
+
+    #[test]
+    fn full_root_disk_fixture_shows_three_percent_free() {
+        let mounts = fixture_mounts("disk-full");
+        let root = mounts.iter().find(|m| m.mount_point == "/").unwrap();
+        assert_eq!(root.free_percent, 3.0);
+        assert_eq!(root.available_bytes, 393_216 * 4096);
     }
 }

@@ -1,18 +1,41 @@
 //! Probes: each fills one section of the snapshot. One probe per file, registered once in [`PROBES`]
-//! (node_exporter's collector table is the model). Whether a probe runs and how long it may take come
-//! from that table and the config, never from code in the probe.
+//! (node_exporter's collector table is the model). Whether a probe runs, how long it may take and how
+//! much it may read come from that table and the config, never from code in the probe.
+//!
+//! A probe is a parser in insights-core's sense: it reads raw input only through the
+//! [`ProbeContext`]'s host source (live host, tree or recorder) and returns a typed section. It never
+//! writes, never talks to the collector, and reports "not on this host" as [`ProbeOutput::NoData`],
+//! not as an error.
 //!
 //! The [`run`] function runs the enabled probes concurrently, each on a blocking thread under its own
 //! timeout, and records for every probe its outcome and duration. A probe that fails, panics or times
 //! out is recorded as such; it never aborts the snapshot.
 
+mod agent;
+mod certificates;
+mod controllers;
+mod crashes;
 mod disks;
+mod identity;
+mod listeners;
+mod logs;
+mod memory_pressure;
+mod services;
 mod system;
+mod timesync;
+mod updates;
+mod vda;
 
 use std::collections::BTreeMap;
+use std::io;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use callhome_shared::{DisksSection, ProbeError, ProbeOutcome, ProbeReport, Sections, SystemSection};
+use callhome_shared::{ProbeError, ProbeOutcome, ProbeReport, Sections};
+use time::OffsetDateTime;
+
+use crate::config::Config;
+use crate::source::{CommandOutput, FileData, HostSource};
 
 /// Every probe the agent has: name (also the section's and the config table's), whether it runs when
 /// the config says nothing, and the function.
@@ -27,6 +50,66 @@ pub const PROBES: &[Probe] = &[
         default_enabled: true,
         run: disks::probe,
     },
+    Probe {
+        name: "vda",
+        default_enabled: true,
+        run: vda::probe,
+    },
+    Probe {
+        name: "services",
+        default_enabled: true,
+        run: services::probe,
+    },
+    Probe {
+        name: "listeners",
+        default_enabled: true,
+        run: listeners::probe,
+    },
+    Probe {
+        name: "timesync",
+        default_enabled: true,
+        run: timesync::probe,
+    },
+    Probe {
+        name: "identity",
+        default_enabled: true,
+        run: identity::probe,
+    },
+    Probe {
+        name: "controllers",
+        default_enabled: true,
+        run: controllers::probe,
+    },
+    Probe {
+        name: "memory_pressure",
+        default_enabled: true,
+        run: memory_pressure::probe,
+    },
+    Probe {
+        name: "certificates",
+        default_enabled: true,
+        run: certificates::probe,
+    },
+    Probe {
+        name: "updates",
+        default_enabled: true,
+        run: updates::probe,
+    },
+    Probe {
+        name: "crashes",
+        default_enabled: true,
+        run: crashes::probe,
+    },
+    Probe {
+        name: "logs",
+        default_enabled: true,
+        run: logs::probe,
+    },
+    Probe {
+        name: "agent",
+        default_enabled: true,
+        run: agent::probe,
+    },
 ];
 
 /// One registered probe.
@@ -36,7 +119,71 @@ pub struct Probe {
     pub default_enabled: bool,
     /// Runs on a blocking thread; may block on the filesystem (a hung NFS mount) for as long as it
     /// likes, the runner stops waiting at the timeout.
-    pub run: fn() -> Result<ProbeOutput, ProbeFailure>,
+    pub run: fn(&ProbeContext) -> Result<ProbeOutput, ProbeFailure>,
+}
+
+/// A probe the config enables, with its limits.
+#[derive(Debug, Clone, Copy)]
+pub struct PlannedProbe<'a> {
+    pub probe: &'a Probe,
+    pub timeout: Duration,
+    pub max_read_bytes: u64,
+}
+
+/// What a probe may use: the host source, the config, its limits, and the agent's own state.
+#[derive(Debug, Clone)]
+pub struct ProbeContext {
+    pub source: Arc<dyn HostSource>,
+    pub config: Arc<Config>,
+    /// Most bytes this probe reads from one file.
+    pub max_read_bytes: u64,
+    /// When the runner stops waiting for this probe; commands get what is left of it.
+    pub deadline: Instant,
+    /// The agent's own health, for the `agent` probe.
+    pub agent: Arc<AgentHealth>,
+}
+
+impl ProbeContext {
+    /// The first `max_read_bytes` of a file.
+    pub fn read_head(&self, path: &str) -> io::Result<FileData> {
+        self.source.read_head(path, self.max_read_bytes)
+    }
+
+    /// The last `max_read_bytes` of a file.
+    pub fn read_tail(&self, path: &str) -> io::Result<FileData> {
+        self.source.read_tail(path, self.max_read_bytes)
+    }
+
+    /// A whole small file as text (configuration files, `/proc` entries), within the read cap.
+    pub fn read_text(&self, path: &str) -> io::Result<String> {
+        self.read_head(path).map(|d| d.text())
+    }
+
+    /// Runs a command with what is left of the probe's time.
+    pub fn run(&self, argv: &[&str]) -> io::Result<CommandOutput> {
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        self.source.run(argv, left.max(Duration::from_millis(100)))
+    }
+
+    /// Now on the host (a tree's capture time).
+    pub fn now(&self) -> OffsetDateTime {
+        self.source.now()
+    }
+}
+
+/// The agent's own state as the `agent` probe reports it; filled by whoever runs the probes.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AgentHealth {
+    /// Snapshots waiting in the spool, and their bytes.
+    pub spool_depth: u64,
+    pub spool_bytes: u64,
+    /// Snapshots dropped from a full spool since the last delivery.
+    pub dropped_since_last_delivery: u64,
+    /// Spool files moved to quarantine (corrupt, or refused for good by the collector), all time.
+    pub quarantined: u64,
+    pub last_delivery: Option<OffsetDateTime>,
+    /// Why the last delivery attempt failed, if it did.
+    pub last_error: Option<String>,
 }
 
 /// What a probe found.
@@ -47,11 +194,23 @@ pub enum ProbeOutput {
     NoData,
 }
 
-/// A section's content, typed where the schema has a type for it.
+/// A section's content, typed as in the shared schema.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Section {
-    System(SystemSection),
-    Disks(DisksSection),
+    System(callhome_shared::SystemSection),
+    Disks(callhome_shared::DisksSection),
+    Vda(callhome_shared::VdaSection),
+    Services(callhome_shared::ServicesSection),
+    Listeners(callhome_shared::ListenersSection),
+    Timesync(callhome_shared::TimesyncSection),
+    Identity(callhome_shared::IdentitySection),
+    Controllers(callhome_shared::ControllersSection),
+    MemoryPressure(callhome_shared::MemoryPressureSection),
+    Certificates(callhome_shared::CertificatesSection),
+    Updates(callhome_shared::UpdatesSection),
+    Crashes(callhome_shared::CrashesSection),
+    Logs(callhome_shared::LogsSection),
+    Agent(callhome_shared::AgentSection),
     /// A section the shared schema does not type (yet): stored under the probe's name as is.
     Raw(serde_json::Value),
 }
@@ -67,6 +226,13 @@ impl From<std::io::Error> for ProbeFailure {
     }
 }
 
+impl ProbeFailure {
+    /// A failure that names what could not be read.
+    pub fn reading(what: &str, e: &io::Error) -> ProbeFailure {
+        ProbeFailure(format!("cannot read {what}: {e}"))
+    }
+}
+
 /// Everything the probes produced, ready for the snapshot envelope.
 #[derive(Debug, Clone, Default)]
 pub struct ProbeRun {
@@ -77,19 +243,36 @@ pub struct ProbeRun {
     pub collection_ms: u64,
 }
 
-/// Runs `plan` (probes with their timeouts) concurrently and gathers the results. Must be called
-/// within a multi-threaded or current-thread tokio runtime; probes that time out keep their blocking
-/// thread until they return, so the caller should not wait for blocking tasks at shutdown.
-pub async fn run(plan: &[(&Probe, Duration)]) -> ProbeRun {
+/// What every probe of one run shares.
+#[derive(Debug, Clone)]
+pub struct RunInputs {
+    pub source: Arc<dyn HostSource>,
+    pub config: Arc<Config>,
+    pub agent: Arc<AgentHealth>,
+}
+
+/// Runs `plan` concurrently and gathers the results. Must be called within a tokio runtime; probes
+/// that time out keep their blocking thread until they return, so the caller should not wait for
+/// blocking tasks at shutdown.
+pub async fn run(plan: &[PlannedProbe<'_>], inputs: &RunInputs) -> ProbeRun {
     let started = Instant::now();
     let tasks: Vec<_> = plan
         .iter()
-        .map(|&(probe, timeout)| {
-            let name = probe.name;
-            let f = probe.run;
+        .map(|planned| {
+            let name = planned.probe.name;
+            let f = planned.probe.run;
+            let timeout = planned.timeout;
+            let ctx = ProbeContext {
+                source: Arc::clone(&inputs.source),
+                config: Arc::clone(&inputs.config),
+                max_read_bytes: planned.max_read_bytes,
+                deadline: Instant::now() + timeout,
+                agent: Arc::clone(&inputs.agent),
+            };
             tokio::spawn(async move {
                 let t0 = Instant::now();
-                let result = tokio::time::timeout(timeout, tokio::task::spawn_blocking(f)).await;
+                let result =
+                    tokio::time::timeout(timeout, tokio::task::spawn_blocking(move || f(&ctx))).await;
                 let elapsed = t0.elapsed();
                 let result = match result {
                     Ok(Ok(Ok(output))) => Ok(output),
@@ -145,9 +328,81 @@ pub async fn run(plan: &[(&Probe, Duration)]) -> ProbeRun {
 fn place(sections: &mut Sections, name: &str, section: Section) {
     match section {
         Section::System(s) => sections.system = Some(s),
-        Section::Disks(d) => sections.disks = Some(d),
+        Section::Disks(s) => sections.disks = Some(s),
+        Section::Vda(s) => sections.vda = Some(s),
+        Section::Services(s) => sections.services = Some(s),
+        Section::Listeners(s) => sections.listeners = Some(s),
+        Section::Timesync(s) => sections.timesync = Some(s),
+        Section::Identity(s) => sections.identity = Some(s),
+        Section::Controllers(s) => sections.controllers = Some(s),
+        Section::MemoryPressure(s) => sections.memory_pressure = Some(s),
+        Section::Certificates(s) => sections.certificates = Some(s),
+        Section::Updates(s) => sections.updates = Some(s),
+        Section::Crashes(s) => sections.crashes = Some(s),
+        Section::Logs(s) => sections.logs = Some(s),
+        Section::Agent(s) => sections.agent = Some(s),
         Section::Raw(v) => {
             sections.other.insert(name.to_string(), v);
+        }
+    }
+}
+
+/// The human-readable OS name of an os-release(5) file: `PRETTY_NAME`, else `NAME VERSION_ID`.
+pub fn os_pretty_name(os_release: &str) -> String {
+    let os = system::parse_os_release(os_release);
+    os.get("PRETTY_NAME").cloned().unwrap_or_else(|| {
+        let name = os.get("NAME").map_or("Linux", String::as_str);
+        match os.get("VERSION_ID") {
+            Some(v) => format!("{name} {v}"),
+            None => name.to_string(),
+        }
+    })
+}
+
+/// The path of a fixture tree under `tests/fixtures/hosts/`.
+#[cfg(test)]
+pub(crate) fn testing_fixture(name: &str) -> std::path::PathBuf {
+    testing::fixture(name)
+}
+
+/// Test support for probes: a context over a fixture tree under `tests/fixtures/hosts/`.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::*;
+
+    /// The path of a fixture tree by name.
+    pub fn fixture(name: &str) -> std::path::PathBuf {
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../tests/fixtures/hosts")
+            .join(name)
+    }
+
+    /// A context over the named fixture tree, with the default config.
+    pub fn context(tree: &str) -> ProbeContext {
+        context_with(tree, Config::default())
+    }
+
+    pub fn context_with(tree: &str, config: Config) -> ProbeContext {
+        let source =
+            crate::source::Tree::open(&fixture(tree)).unwrap_or_else(|e| panic!("fixture {tree}: {e}"));
+        ProbeContext {
+            source: Arc::new(source),
+            config: Arc::new(config),
+            max_read_bytes: crate::config::defaults::PROBE_MAX_READ_BYTES,
+            deadline: Instant::now() + Duration::from_secs(30),
+            agent: Arc::new(AgentHealth::default()),
+        }
+    }
+
+    /// Runs a probe on a fixture and returns its section, panicking with the failure otherwise.
+    pub fn section(
+        probe: fn(&ProbeContext) -> Result<ProbeOutput, ProbeFailure>,
+        ctx: &ProbeContext,
+    ) -> Section {
+        match probe(ctx) {
+            Ok(ProbeOutput::Section(s)) => s,
+            Ok(ProbeOutput::NoData) => panic!("probe reported no data"),
+            Err(e) => panic!("probe failed: {e}"),
         }
     }
 }
@@ -156,26 +411,26 @@ fn place(sections: &mut Sections, name: &str, section: Section) {
 mod tests {
     use super::*;
 
-    fn fine() -> Result<ProbeOutput, ProbeFailure> {
+    fn fine(_: &ProbeContext) -> Result<ProbeOutput, ProbeFailure> {
         Ok(ProbeOutput::Section(Section::Raw(
             serde_json::json!({"fine": true}),
         )))
     }
-    fn broken() -> Result<ProbeOutput, ProbeFailure> {
+    fn broken(_: &ProbeContext) -> Result<ProbeOutput, ProbeFailure> {
         Err(ProbeFailure("cannot read /proc/nothing".into()))
     }
-    fn slow() -> Result<ProbeOutput, ProbeFailure> {
+    fn slow(ctx: &ProbeContext) -> Result<ProbeOutput, ProbeFailure> {
         std::thread::sleep(Duration::from_millis(500));
-        fine()
+        fine(ctx)
     }
-    fn absent() -> Result<ProbeOutput, ProbeFailure> {
+    fn absent(_: &ProbeContext) -> Result<ProbeOutput, ProbeFailure> {
         Ok(ProbeOutput::NoData)
     }
-    fn panics() -> Result<ProbeOutput, ProbeFailure> {
+    fn panics(_: &ProbeContext) -> Result<ProbeOutput, ProbeFailure> {
         panic!("probe bug")
     }
 
-    fn probe(name: &'static str, run: fn() -> Result<ProbeOutput, ProbeFailure>) -> Probe {
+    fn probe(name: &'static str, run: fn(&ProbeContext) -> Result<ProbeOutput, ProbeFailure>) -> Probe {
         Probe {
             name,
             default_enabled: true,
@@ -184,13 +439,18 @@ mod tests {
     }
 
     /// Runs on a runtime that does not wait for the slow probe's thread when it shuts down.
-    fn run_plan(plan: &[(&Probe, Duration)]) -> ProbeRun {
+    fn run_plan(plan: &[PlannedProbe<'_>]) -> ProbeRun {
+        let inputs = RunInputs {
+            source: Arc::new(crate::source::Live),
+            config: Arc::new(Config::default()),
+            agent: Arc::new(AgentHealth::default()),
+        };
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_time()
             .build()
             .unwrap();
-        let out = rt.block_on(run(plan));
+        let out = rt.block_on(run(plan, &inputs));
         rt.shutdown_background();
         out
     }
@@ -206,11 +466,15 @@ mod tests {
         ];
         // Each probe has its own timeout: only the slow one's is short. (A panic's backtrace can take
         // longer than that to print, so the others get plenty.)
-        let plan: Vec<(&Probe, Duration)> = probes
+        let plan: Vec<PlannedProbe> = probes
             .iter()
             .map(|p| {
                 let timeout = if p.name == "slow" { 50 } else { 5_000 };
-                (p, Duration::from_millis(timeout))
+                PlannedProbe {
+                    probe: p,
+                    timeout: Duration::from_millis(timeout),
+                    max_read_bytes: 1 << 20,
+                }
             })
             .collect();
         let t0 = Instant::now();
@@ -255,7 +519,15 @@ mod tests {
 
     #[test]
     fn real_probes_fill_their_typed_sections() {
-        let plan: Vec<(&Probe, Duration)> = PROBES.iter().map(|p| (p, Duration::from_secs(10))).collect();
+        let plan: Vec<PlannedProbe> = PROBES
+            .iter()
+            .filter(|p| ["system", "disks"].contains(&p.name))
+            .map(|p| PlannedProbe {
+                probe: p,
+                timeout: Duration::from_secs(10),
+                max_read_bytes: 1 << 20,
+            })
+            .collect();
         let out = run_plan(&plan);
         assert!(out.errors.is_empty(), "{:?}", out.errors);
         assert!(out.sections.system.is_some());
