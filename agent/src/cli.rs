@@ -225,6 +225,10 @@ async fn capture(loaded: &LoadedConfig, source: Arc<dyn HostSource>, out: &Path)
     let summary = recorder
         .write_tree(out)
         .with_context(|| format!("cannot write the capture to {}", out.display()))?;
+    // What the probes made of it, unredacted like the tree itself: `collect --root` must reproduce it.
+    let seen = out.join(crate::source::META_DIR).join("snapshot.json");
+    std::fs::write(&seen, snapshot.to_json_pretty() + "\n")
+        .with_context(|| format!("cannot write {}", seen.display()))?;
     println!(
         "captured {} files and {} command outputs ({} probes) into {}",
         summary.files,
