@@ -49,10 +49,14 @@ pub(super) fn probe(ctx: &ProbeContext) -> Result<ProbeOutput, ProbeFailure> {
         Ok(out) if !out.success() => {
             let stderr = out.stderr_text();
             let reason = stderr.lines().next().unwrap_or("").trim();
-            section.list_error = Some(match out.status {
-                Some(code) => format!("ctxreg exited with {code}: {reason}"),
-                None => format!("ctxreg was killed: {reason}"),
-            });
+            let mut error = match out.status {
+                Some(code) => format!("ctxreg exited with {code}"),
+                None => "ctxreg was killed by a signal".to_string(),
+            };
+            if !reason.is_empty() {
+                error = format!("{error}: {reason}");
+            }
+            section.list_error = Some(error);
             return Ok(ProbeOutput::Section(Section::Controllers(section)));
         }
         Ok(out) => parse_list_of_ddcs(&out.stdout_text()),
@@ -309,6 +313,85 @@ fd00::21        RAW
             // DNS does not depend on the port.
             assert_eq!(c.reverse_matches, Some(true));
         }
+    }
+
+    /// A throwaway tree: `commands` as (argv, stdout, status), and `tcp.json`.
+    fn tree(commands: &[(&[&str], &str, i32)], tcp: &str) -> (tempfile::TempDir, ProbeContext) {
+        let dir = tempfile::tempdir().unwrap();
+        let meta = dir.path().join(crate::source::META_DIR);
+        std::fs::create_dir_all(&meta).unwrap();
+        std::fs::write(
+            meta.join("capture.json"),
+            r#"{"captured_at": "2026-11-20T09:00:00Z"}"#,
+        )
+        .unwrap();
+        std::fs::write(meta.join("tcp.json"), tcp).unwrap();
+        for (argv, stdout, status) in commands {
+            let cmd = meta.join("commands").join(crate::source::command_key(argv));
+            std::fs::create_dir_all(&cmd).unwrap();
+            std::fs::write(cmd.join("stdout"), stdout).unwrap();
+            std::fs::write(cmd.join("status"), status.to_string()).unwrap();
+        }
+        let ctx = ProbeContext {
+            source: std::sync::Arc::new(crate::source::Tree::open(dir.path()).unwrap()),
+            ..testing::context("rpm-healthy")
+        };
+        (dir, ctx)
+    }
+
+    #[test]
+    fn refused_unresolved_and_misnamed_controllers() {
+        let (_dir, ctx) = tree(
+            &[
+                (
+                    LIST_OF_DDCS,
+                    "ddc1.example.com ddc2.example.com ddc9.example.com\n",
+                    0,
+                ),
+                (
+                    &["getent", "ahosts", "ddc1.example.com"],
+                    "10.0.1.21       STREAM ddc1.example.com\n",
+                    0,
+                ),
+                (
+                    &["getent", "hosts", "10.0.1.21"],
+                    "10.0.1.21       web7.example.com\n",
+                    0,
+                ),
+                (
+                    &["getent", "ahosts", "ddc2.example.com"],
+                    "10.0.1.22       STREAM ddc2.example.com\n",
+                    0,
+                ),
+                (&["getent", "hosts", "10.0.1.22"], "", 2),
+                (&["getent", "ahosts", "ddc9.example.com"], "", 2),
+            ],
+            r#"{"ddc1.example.com:80": {"ms": 5}, "ddc2.example.com:80": {"error": "Connection refused (os error 111)", "kind": "refused"}}"#,
+        );
+        let Section::Controllers(s) = testing::section(probe, &ctx) else {
+            panic!()
+        };
+        let [ddc1, ddc2, ddc9] = &s.controllers[..] else {
+            panic!("{s:?}")
+        };
+        assert!(ddc1.reachable);
+        assert_eq!(ddc1.reverse_name.as_deref(), Some("web7.example.com"));
+        assert_eq!(ddc1.reverse_matches, Some(false));
+        assert!(!ddc2.reachable);
+        assert_eq!(ddc2.connect_error_kind.as_deref(), Some("refused"));
+        assert_eq!((ddc2.reverse_name.as_ref(), ddc2.reverse_matches), (None, None));
+        assert!(!ddc9.reachable && ddc9.addresses.is_empty());
+        assert_eq!(ddc9.connect_error_kind.as_deref(), Some("not_found"));
+    }
+
+    #[test]
+    fn unreadable_list_is_said() {
+        let (_dir, ctx) = tree(&[(LIST_OF_DDCS, "", 1)], "{}");
+        let Section::Controllers(s) = testing::section(probe, &ctx) else {
+            panic!()
+        };
+        assert!(s.controllers.is_empty());
+        assert_eq!(s.list_error.as_deref(), Some("ctxreg exited with 1"));
     }
 
     #[test]

@@ -368,34 +368,31 @@ fn domain_membership(ctx: &ProbeContext) -> Option<DomainMembership> {
             .domain
             .clone()
             .or_else(|| command_line(ctx, &["sssctl", "domain-list"]));
-        if let Some(domain) = domain {
-            match ctx.run(&["sssctl", "domain-status", &domain]) {
-                Ok(out) => {
-                    installed = true;
-                    if out.success()
-                        && let Some(status) = parse_sssctl_domain_status(&out.stdout_text())
-                    {
-                        m.sources.push("sssctl".into());
-                        m.sssd_online = Some(status.online);
-                        m.sssd_active_dc = status.active_dc;
-                        m.client_software.get_or_insert_with(|| "sssd".into());
-                        m.domain.get_or_insert(domain);
-                    }
-                }
-                Err(_) => {}
+        if let Some(domain) = domain
+            && let Ok(out) = ctx.run(&["sssctl", "domain-status", &domain])
+        {
+            installed = true;
+            if out.success()
+                && let Some(status) = parse_sssctl_domain_status(&out.stdout_text())
+            {
+                m.sources.push("sssctl".into());
+                m.sssd_online = Some(status.online);
+                m.sssd_active_dc = status.active_dc;
+                m.client_software.get_or_insert_with(|| "sssd".into());
+                m.domain.get_or_insert(domain);
             }
         }
     }
-    if client.as_deref().is_none_or(|c| c == "winbind") {
-        if let Ok(out) = ctx.run(&["wbinfo", "-t"]) {
-            installed = true;
-            m.sources.push("wbinfo".into());
-            let ok = out.success() && out.stdout_text().contains("succeeded");
-            m.winbind_trust_ok = Some(ok);
-            m.client_software.get_or_insert_with(|| "winbind".into());
-            if m.joined.is_none() && ok {
-                m.joined = Some(true);
-            }
+    if client.as_deref().is_none_or(|c| c == "winbind")
+        && let Ok(out) = ctx.run(&["wbinfo", "-t"])
+    {
+        installed = true;
+        m.sources.push("wbinfo".into());
+        let ok = out.success() && out.stdout_text().contains("succeeded");
+        m.winbind_trust_ok = Some(ok);
+        m.client_software.get_or_insert_with(|| "winbind".into());
+        if m.joined.is_none() && ok {
+            m.joined = Some(true);
         }
     }
     installed.then_some(m)
@@ -796,5 +793,16 @@ Discovered AD Global Catalog servers:
         assert_eq!(s.resolver.search, ["example.com"]);
         assert_eq!(s.nsswitch.passwd, ["files", "systemd", "winbind"]);
         assert_eq!(s.nsswitch.hosts, ["files", "dns"]);
+    }
+
+    #[test]
+    fn time_off_has_no_membership_tools() {
+        // That tree records only hostname -f and krb5.conf: the rest reads as not installed.
+        let s = section_of("time-off");
+        assert_eq!(s.hostname.fqdn.as_deref(), Some("vda-rh01.example.com"));
+        assert_eq!(s.kerberos.default_realm.as_deref(), Some("EXAMPLE.COM"));
+        assert_eq!(s.kerberos.keytab, None);
+        assert_eq!(s.domain, None);
+        assert!(s.resolver.nameservers.is_empty() && s.nsswitch.hosts.is_empty());
     }
 }
