@@ -15,6 +15,14 @@
 //! [probes.system]                   # one table per probe, named as in `probes::PROBES`
 //! enabled = true                    # default: the probe table's default
 //! timeout_secs = 5
+//!
+//! [controllers]                     # the `controllers` probe's checks of each Delivery Controller
+//! port = 80                         # registration port tried on each controller
+//! connect_timeout_ms = 2000         # TCP connect timeout per controller
+//!
+//! [certificates]                    # the `certificates` probe
+//! paths = []                        # more files or directories (*.pem, *.crt, *.cer) to check,
+//!                                   # besides the Linux VDA's TLS keystore
 //! ```
 //!
 //! Unknown keys are refused (the error names the key and its line). Parsing stops at the first
@@ -43,10 +51,17 @@ pub mod defaults {
     pub const PROBE_TIMEOUT_SECS: u64 = 5;
     /// Most bytes a probe reads from one file: logs are read from their tail up to this.
     pub const PROBE_MAX_READ_BYTES: u64 = 1 << 20;
+    /// The port a VDA registers with its Delivery Controllers on (Citrix: "Communication Ports Used
+    /// by Citrix Technologies", VDA to Delivery Controller, TCP 80).
+    pub const CONTROLLERS_PORT: u16 = 80;
+    pub const CONTROLLERS_CONNECT_TIMEOUT_MS: u64 = 2000;
 }
 
 /// Longest hostname a snapshot may carry (the schema's limit for names).
 const MAX_HOSTNAME_LEN: usize = 255;
+
+/// Longest controller connect timeout: longer would not fit in a probe's default time.
+const MAX_CONNECT_TIMEOUT_MS: u64 = 60_000;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -59,6 +74,35 @@ pub struct Config {
     pub collector: CollectorConfig,
     /// Per-probe settings keyed by probe name; the span locates a name in the file for error messages.
     pub probes: BTreeMap<Spanned<String>, ProbeConfig>,
+    pub controllers: ControllersConfig,
+    pub certificates: CertificatesConfig,
+}
+
+/// `[controllers]`: how the `controllers` probe checks each Delivery Controller.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ControllersConfig {
+    /// Registration port tried on each controller.
+    pub port: Spanned<u16>,
+    /// TCP connect timeout per controller, in milliseconds.
+    pub connect_timeout_ms: Spanned<u64>,
+}
+
+impl Default for ControllersConfig {
+    fn default() -> Self {
+        ControllersConfig {
+            port: Spanned::new(0..0, defaults::CONTROLLERS_PORT),
+            connect_timeout_ms: Spanned::new(0..0, defaults::CONTROLLERS_CONNECT_TIMEOUT_MS),
+        }
+    }
+}
+
+/// `[certificates]`: what the `certificates` probe reads besides the VDA's own TLS keystore.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CertificatesConfig {
+    /// Files (PEM or DER) or directories (their `*.pem`, `*.crt`, `*.cer` files).
+    pub paths: Vec<Spanned<PathBuf>>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -90,6 +134,8 @@ impl Default for Config {
             hostname: None,
             collector: CollectorConfig::default(),
             probes: BTreeMap::new(),
+            controllers: ControllersConfig::default(),
+            certificates: CertificatesConfig::default(),
         }
     }
 }
@@ -288,8 +334,46 @@ impl Config {
                 });
             }
         }
+        if *self.controllers.port.get_ref() == 0 {
+            problems.push(Problem {
+                key: "controllers.port".into(),
+                line: line(self.controllers.port.span()),
+                message: "must be a TCP port, 1 to 65535".into(),
+            });
+        }
+        let connect_ms = *self.controllers.connect_timeout_ms.get_ref();
+        if !(1..=MAX_CONNECT_TIMEOUT_MS).contains(&connect_ms) {
+            problems.push(Problem {
+                key: "controllers.connect_timeout_ms".into(),
+                line: line(self.controllers.connect_timeout_ms.span()),
+                message: format!("must be 1 to {MAX_CONNECT_TIMEOUT_MS}"),
+            });
+        }
+        for path in &self.certificates.paths {
+            if !path.get_ref().is_absolute() {
+                problems.push(Problem {
+                    key: "certificates.paths".into(),
+                    line: line(path.span()),
+                    message: format!("must be absolute paths, not `{}`", path.get_ref().display()),
+                });
+            }
+        }
         problems.sort_by_key(|p| p.line.unwrap_or(0));
         problems
+    }
+
+    /// Port and timeout of the `controllers` probe's TCP connects.
+    pub fn controllers_port(&self) -> u16 {
+        *self.controllers.port.get_ref()
+    }
+
+    pub fn controllers_connect_timeout(&self) -> Duration {
+        Duration::from_millis(*self.controllers.connect_timeout_ms.get_ref())
+    }
+
+    /// The extra certificate paths of `[certificates]`.
+    pub fn certificate_paths(&self) -> impl Iterator<Item = &Path> {
+        self.certificates.paths.iter().map(|p| p.get_ref().as_path())
     }
 
     /// The probes to run, in table order, each with its timeout and read cap.
@@ -511,6 +595,44 @@ timeout_secs = 0
                 "collector.timeout_secs",
                 "probes.gpu",
                 "probes.gpu.timeout_secs"
+            ],
+            "{problems:?}"
+        );
+    }
+
+    #[test]
+    fn controllers_and_certificates_tables() {
+        let d = parse("");
+        assert_eq!(d.controllers_port(), 80);
+        assert_eq!(d.controllers_connect_timeout(), Duration::from_millis(2000));
+        assert_eq!(d.certificate_paths().count(), 0);
+        assert_eq!(Config::default().controllers_port(), 80);
+
+        let c = parse(
+            "[controllers]\nport = 443\nconnect_timeout_ms = 500\n[certificates]\npaths = [\"/etc/pki/tls/certs/vda.pem\", \"/etc/ssl/vda\"]\n",
+        );
+        assert_eq!(c.controllers_port(), 443);
+        assert_eq!(c.controllers_connect_timeout(), Duration::from_millis(500));
+        let paths: Vec<&Path> = c.certificate_paths().collect();
+        assert_eq!(
+            paths,
+            [Path::new("/etc/pki/tls/certs/vda.pem"), Path::new("/etc/ssl/vda")]
+        );
+
+        let err = Config::from_toml("[controllers]\nprot = 80\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("prot") && err.contains("line 2"), "{err}");
+
+        let text = "[controllers]\nport = 0\nconnect_timeout_ms = 0\n[certificates]\npaths = [\"certs\"]\n";
+        let problems = parse(text).problems(text, PROBES);
+        let keys: Vec<(&str, Option<usize>)> = problems.iter().map(|p| (p.key.as_str(), p.line)).collect();
+        assert_eq!(
+            keys,
+            [
+                ("controllers.port", Some(2)),
+                ("controllers.connect_timeout_ms", Some(3)),
+                ("certificates.paths", Some(5)),
             ],
             "{problems:?}"
         );

@@ -187,6 +187,8 @@ pub struct AgentHealth {
 }
 
 /// What a probe found.
+// Sections are a few hundred bytes and a probe returns one once per snapshot: boxing buys nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum ProbeOutput {
     Section(Section),
