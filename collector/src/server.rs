@@ -2,9 +2,11 @@
 //! shutdown on SIGTERM/SIGINT.
 //!
 //! Shutdown, in order: the router starts answering 503 `shutting_down` (`/readyz` included); the
-//! listener closes (new connections are refused); every connection is told to finish: an idle
-//! keep-alive connection closes at once, one with a request in flight answers it and then closes (a
-//! connection that has not sent its first request yet gets its one answer, the 503). After at most
+//! listener closes (new connections are refused); every connection is told to finish (hyper's
+//! `graceful_shutdown`): one that is idle between requests, or has not sent a byte yet, closes at once
+//! (nothing of it was processed, so the client can simply retry); one whose request is in flight, or
+//! has begun to arrive, gets its answer (the 503 if it had not reached a handler yet) with
+//! `Connection: close`, and then closes. After at most
 //! `limits.shutdown_drain_secs` the remaining connections are closed, the last commits are waited for
 //! and the database is closed cleanly. A 2xx is only ever sent after its commit, so every 2xx the
 //! collector sent is in the store, whenever the process stops.

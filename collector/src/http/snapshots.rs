@@ -33,6 +33,7 @@ pub async fn post_snapshot(
     ingest::check_json_content_type(&headers)?;
     // (c) a place in the ingest queue, held until the commit is done; none free: 429 before the body
     let permit = state.admission.try_admit()?;
+    tracing::debug!(host_id = %agent.host_id, in_flight = state.admission.in_flight(), "snapshot post admitted");
     // (d) the body as sent, bounded
     let compressed = ingest::read_limited(body, state.max_body_bytes()).await?;
     // (e, f) decompress (bounded) and decode, off the async threads
