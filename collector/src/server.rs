@@ -6,10 +6,14 @@
 //! `graceful_shutdown`): one that is idle between requests, or has not sent a byte yet, closes at once
 //! (nothing of it was processed, so the client can simply retry); one whose request is in flight, or
 //! has begun to arrive, gets its answer (the 503 if it had not reached a handler yet) with
-//! `Connection: close`, and then closes. After at most
-//! `limits.shutdown_drain_secs` the remaining connections are closed, the last commits are waited for
-//! and the database is closed cleanly. A 2xx is only ever sent after its commit, so every 2xx the
-//! collector sent is in the store, whenever the process stops.
+//! `Connection: close`, and then closes. After at most `limits.shutdown_drain_secs` the remaining
+//! connections are closed, the last commits are waited for and the database is closed cleanly. A 2xx
+//! is only ever sent after its commit, so every 2xx the collector sent is in the store, whenever the
+//! process stops.
+//!
+//! A request written on an idle keep-alive connection just as it closes gets no answer: that race is
+//! HTTP/1.1's own (RFC 9112 §9.6), no server can close it; the agent retries, and the snapshot id makes
+//! the retry harmless.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -96,7 +100,7 @@ pub async fn run(
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
         }
     }
-    // Before the listener closes, so that no request reaches a handler unanswered by the 503.
+    // From here on a request that reaches the router is answered 503; those past it finish.
     admission.start_draining();
     drop(listener);
     let drain = limits.shutdown_drain();
