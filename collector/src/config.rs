@@ -15,6 +15,9 @@
 //! header_read_timeout_secs = 10    # time to receive the request headers
 //! request_timeout_secs = 30        # time to read the body and answer
 //! tls_handshake_timeout_secs = 10
+//! max_inflight_snapshots = 64      # snapshot posts admitted at once; the next one gets 429
+//! retry_after_secs = 5             # Retry-After of a 429 or 503 (plus up to half again, at random)
+//! shutdown_drain_secs = 10         # on SIGTERM/SIGINT: time in-flight requests get to finish
 //! ```
 
 use std::net::SocketAddr;
@@ -59,6 +62,22 @@ pub struct Limits {
     pub header_read_timeout_secs: u64,
     pub request_timeout_secs: u64,
     pub tls_handshake_timeout_secs: u64,
+    /// Snapshot posts admitted at once (from authentication to commit); one more is answered 429
+    /// `too_many_requests` with `Retry-After` before its body is read. SQLite has a single writer, so
+    /// admitting more than it can commit only grows a queue of bodies in memory: the worst case held
+    /// is this times (`max_body_bytes` + `max_decompressed_bytes`), 1.25 GiB at the defaults, while 64 real
+    /// snapshots (~16 KiB compressed, some 100 KiB of JSON) hold under 8 MiB. 64 keeps the writer busy (bodies are
+    /// read and decompressed in parallel, commits take milliseconds) while a refused agent learns at
+    /// once to come back later, instead of waiting out a long queue and timing out.
+    pub max_inflight_snapshots: u32,
+    /// The `Retry-After` (seconds) of a 429 and of a 503 while shutting down. Each answer adds a
+    /// random 0 to `retry_after_secs / 2`, so that a fleet turned away in the same second does not
+    /// come back in the same second, in step, and get turned away again.
+    pub retry_after_secs: u64,
+    /// After SIGTERM/SIGINT: how long requests in flight may take to finish before their connections
+    /// are closed. Below systemd's default `TimeoutStopSec` (90 s) and Kubernetes' default grace
+    /// period (30 s), so the collector exits by itself before it is killed.
+    pub shutdown_drain_secs: u64,
 }
 
 impl Default for Limits {
@@ -70,6 +89,9 @@ impl Default for Limits {
             header_read_timeout_secs: 10,
             request_timeout_secs: 30,
             tls_handshake_timeout_secs: 10,
+            max_inflight_snapshots: 64,
+            retry_after_secs: 5,
+            shutdown_drain_secs: 10,
         }
     }
 }
@@ -83,6 +105,9 @@ impl Limits {
     }
     pub fn tls_handshake_timeout(&self) -> Duration {
         Duration::from_secs(self.tls_handshake_timeout_secs)
+    }
+    pub fn shutdown_drain(&self) -> Duration {
+        Duration::from_secs(self.shutdown_drain_secs)
     }
 }
 
@@ -144,6 +169,12 @@ impl Config {
             ("limits.header_read_timeout_secs", l.header_read_timeout_secs),
             ("limits.request_timeout_secs", l.request_timeout_secs),
             ("limits.tls_handshake_timeout_secs", l.tls_handshake_timeout_secs),
+            (
+                "limits.max_inflight_snapshots",
+                u64::from(l.max_inflight_snapshots),
+            ),
+            ("limits.retry_after_secs", l.retry_after_secs),
+            ("limits.shutdown_drain_secs", l.shutdown_drain_secs),
         ] {
             if value == 0 {
                 problems.push(format!("{key} must be greater than 0"));
@@ -158,6 +189,13 @@ impl Config {
             if value > 4 * 1024 * 1024 * 1024 {
                 problems.push(format!("{key} = {value} is more than 4 GiB"));
             }
+        }
+        // An agent told to wait longer than a day has, in effect, been told to stop calling home.
+        if l.retry_after_secs > 86_400 {
+            problems.push(format!(
+                "limits.retry_after_secs = {} is more than a day",
+                l.retry_after_secs
+            ));
         }
         if problems.is_empty() {
             Ok(())
@@ -182,6 +220,9 @@ mod tests {
         assert_eq!(c.limits.header_read_timeout_secs, 10);
         assert_eq!(c.limits.request_timeout_secs, 30);
         assert_eq!(c.limits.tls_handshake_timeout_secs, 10);
+        assert_eq!(c.limits.max_inflight_snapshots, 64);
+        assert_eq!(c.limits.retry_after_secs, 5);
+        assert_eq!(c.limits.shutdown_drain_secs, 10);
         assert!(c.tls.cert_file.is_none());
     }
 
@@ -212,6 +253,27 @@ mod tests {
         let c = Config::parse("[tls]\ncert_file = \"c.pem\"\n[limits]\nmax_body_bytes = 0\n").unwrap();
         let problems = c.validate().unwrap_err();
         assert_eq!(problems.len(), 2, "{problems:?}");
+    }
+
+    #[test]
+    fn back_pressure_limits_are_validated() {
+        let c = Config::parse(
+            "[limits]\nmax_inflight_snapshots = 0\nretry_after_secs = 0\nshutdown_drain_secs = 0\n",
+        )
+        .unwrap();
+        let problems = c.validate().unwrap_err();
+        for key in [
+            "max_inflight_snapshots",
+            "retry_after_secs",
+            "shutdown_drain_secs",
+        ] {
+            assert!(problems.iter().any(|p| p.contains(key)), "{key}: {problems:?}");
+        }
+        let c = Config::parse("[limits]\nretry_after_secs = 90000\n").unwrap();
+        assert_eq!(c.validate().unwrap_err().len(), 1);
+        let c = Config::parse("[limits]\nmax_inflight_snapshots = 2\nretry_after_secs = 2\n").unwrap();
+        assert_eq!(c.validate(), Ok(()));
+        assert_eq!(c.limits.max_inflight_snapshots, 2);
     }
 
     #[test]

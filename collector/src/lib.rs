@@ -8,6 +8,9 @@
 //!
 //! Invariants:
 //! - A 2xx to `POST /v1/snapshots` means the snapshot is committed (`synchronous=FULL`).
+//! - At most `limits.max_inflight_snapshots` snapshot posts are between admission and commit; one more
+//!   is answered 429 with `Retry-After` before its body is read (`http::admission`). After SIGTERM,
+//!   requests are answered 503 `shutting_down` while those in flight finish (`server`).
 //! - A snapshot id is stored once; a replay is answered 200 `duplicate`.
 //! - Org and environment come from the agent's credential, never from the body.
 //! - Tokens and credentials are stored only as SHA-256 hashes and never logged.

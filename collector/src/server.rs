@@ -1,5 +1,19 @@
 //! `serve`: the TCP listener, the TLS handshake and the HTTP/1.1 connection per client, and graceful
-//! shutdown on SIGTERM/SIGINT (stop accepting, let in-flight requests finish for a bounded time).
+//! shutdown on SIGTERM/SIGINT.
+//!
+//! Shutdown, in order: the router starts answering 503 `shutting_down` (`/readyz` included); the
+//! listener closes (new connections are refused); every connection is told to finish (hyper's
+//! `graceful_shutdown`): one that is idle between requests, or has not sent a byte yet, closes at once
+//! (nothing of it was processed, so the client can simply retry); one whose request is in flight, or
+//! has begun to arrive, gets its answer (the 503 if it had not reached a handler yet) with
+//! `Connection: close`, and then closes. After at most `limits.shutdown_drain_secs` the remaining
+//! connections are closed, the last commits are waited for and the database is closed cleanly. A 2xx
+//! is only ever sent after its commit, so every 2xx the collector sent is in the store, whenever the
+//! process stops.
+//!
+//! A request written on an idle keep-alive connection just as it closes gets no answer: that race is
+//! HTTP/1.1's own (RFC 9112 §9.6), no server can close it; the agent retries, and the snapshot id makes
+//! the retry harmless.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -18,8 +32,9 @@ use crate::http::{AppState, app};
 use crate::store::Store;
 use crate::tls;
 
-/// How long in-flight requests may run after a shutdown signal.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// After the drain: how long the database may wait for commits whose requests were cut, before it is
+/// left to close when they end. A commit waits at most for SQLite's busy timeout (5 s).
+const CLOSE_WAIT: Duration = Duration::from_secs(6);
 
 /// Runs the collector until SIGTERM or SIGINT.
 pub async fn serve(config: Config, data_dir: &Path) -> anyhow::Result<()> {
@@ -38,16 +53,25 @@ pub async fn serve(config: Config, data_dir: &Path) -> anyhow::Result<()> {
     let db_shown = std::path::absolute(store.path()).unwrap_or_else(|_| store.path().to_owned());
     tracing::info!("embedded SQLite at {}", db_shown.display());
     tracing::info!("{}", identity.describe());
-    let state = AppState::new(store, config.limits);
+    let state = AppState::new(store.clone(), config.limits);
     let shutdown = shutdown_signal()?;
     tracing::info!("listening on https://{addr}");
     run(listener, TlsAcceptor::from(tls_config), state, shutdown).await;
+    match store.close(CLOSE_WAIT).await {
+        Ok(true) => tracing::info!("database closed"),
+        Ok(false) => {
+            tracing::warn!("database still in use after the drain: it closes when the last commit ends")
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "closing the database failed; SQLite recovers the WAL on the next start")
+        }
+    }
     tracing::info!("stopped");
     Ok(())
 }
 
 /// The accept loop: one task per connection; returns after `shutdown` completes and in-flight
-/// connections have finished (or the grace period ran out).
+/// connections and commits have finished (or `limits.shutdown_drain_secs` ran out).
 pub async fn run(
     listener: TcpListener,
     acceptor: TlsAcceptor,
@@ -55,6 +79,7 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()>,
 ) {
     let limits = state.limits;
+    let admission = std::sync::Arc::clone(&state.admission);
     let router = app(state);
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut connections = JoinSet::new();
@@ -75,22 +100,40 @@ pub async fn run(
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
         }
     }
+    // From here on a request that reaches the router is answered 503; those past it finish.
+    admission.start_draining();
     drop(listener);
+    let drain = limits.shutdown_drain();
+    let deadline = tokio::time::Instant::now() + drain;
     tracing::info!(
         connections = connections.len(),
+        snapshots_in_flight = admission.in_flight(),
+        drain_secs = drain.as_secs(),
         "shutting down: no new connections, finishing requests in flight"
     );
     let _ = stop_tx.send(true);
-    let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
+    let drained = tokio::time::timeout_at(deadline, async {
         while connections.join_next().await.is_some() {}
     })
     .await;
     if drained.is_err() {
         tracing::warn!(
             connections = connections.len(),
-            "grace period over: closing the remaining connections"
+            "drain time over: closing the remaining connections (their requests got no answer)"
         );
         connections.shutdown().await;
+    }
+    // Commits of requests that were cut (or whose client left) run on in their own tasks.
+    let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+    if !admission.wait_idle(remaining.max(Duration::from_secs(1))).await {
+        tracing::warn!(
+            snapshots_in_flight = admission.in_flight(),
+            "drain time over with commits still running"
+        );
+    }
+    let refused = admission.refused_total();
+    if refused > 0 {
+        tracing::info!(refused, "snapshot posts refused with 429 since start");
     }
 }
 

@@ -256,6 +256,54 @@ impl Collector {
         self.child.as_ref().expect("collector running").id()
     }
 
+    /// Sends SIGTERM (through `kill(1)`: the harness has no unsafe code) and returns at once.
+    pub fn signal_term(&self) {
+        let pid = self.pid().to_string();
+        let status = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        assert!(status.success(), "kill -TERM {pid}: {status}");
+    }
+
+    /// Whether `serve` is still running (false once it exited; its status is then gone).
+    pub fn is_running(&mut self) -> bool {
+        match self.child.as_mut().map(|c| c.try_wait().unwrap()) {
+            Some(None) => true,
+            Some(Some(_)) => {
+                self.child = None;
+                false
+            }
+            None => false,
+        }
+    }
+
+    /// Waits up to `timeout` for `serve` to exit; `None` when it is still running (it stays owned, and
+    /// is killed on drop).
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let child = self.child.as_mut()?;
+            if let Some(status) = child.try_wait().unwrap() {
+                self.child = None;
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGTERM, then the exit status; panics (with the log) when it does not stop within `timeout`.
+    pub fn terminate(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        self.signal_term();
+        match self.wait_exit(timeout) {
+            Some(status) => status,
+            None => panic!(
+                "collector still running {timeout:?} after SIGTERM\n{}",
+                self.log_text()
+            ),
+        }
+    }
+
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
@@ -434,4 +482,120 @@ pub fn peak_rss_bytes(pid: u32) -> u64 {
         .expect("VmHWM in /proc/PID/status");
     let kib: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
     kib * 1024
+}
+
+/// A rustls client configuration that trusts exactly `ca` (PEM), on ring.
+pub fn tls_client_config(ca: &Path) -> rustls::ClientConfig {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(ca).unwrap() {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    rustls::ClientConfig::builder_with_provider(rustls::crypto::ring::default_provider().into())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth()
+}
+
+/// One HTTPS connection driven byte by byte (blocking), for what a client library hides: a request
+/// whose body arrives later, a connection opened before a shutdown and used after it.
+#[derive(Debug)]
+pub struct RawHttps {
+    stream: rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream>,
+}
+
+/// What a [`RawHttps`] request got back.
+#[derive(Debug)]
+pub struct RawReply {
+    pub status: u16,
+    /// Names in lower case, in the order received.
+    pub headers: Vec<(String, String)>,
+    pub body: serde_json::Value,
+}
+
+impl RawReply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+impl RawHttps {
+    /// Connects and completes the TLS handshake; no request is sent yet.
+    pub fn connect(collector: &Collector) -> RawHttps {
+        let mut tcp = std::net::TcpStream::connect(collector.addr).unwrap();
+        tcp.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let config = std::sync::Arc::new(tls_client_config(&collector.cert_path()));
+        let name = rustls::pki_types::ServerName::from(collector.addr.ip());
+        let mut conn = rustls::ClientConnection::new(config, name).unwrap();
+        while conn.is_handshaking() {
+            conn.complete_io(&mut tcp).unwrap();
+        }
+        RawHttps {
+            stream: rustls::StreamOwned::new(conn, tcp),
+        }
+    }
+
+    pub fn send(&mut self, bytes: &[u8]) {
+        use std::io::Write;
+        self.stream.write_all(bytes).unwrap();
+        self.stream.flush().unwrap();
+    }
+
+    /// The head of `POST /v1/snapshots` with a JSON body of `content_length` bytes to follow.
+    pub fn snapshot_head(credential: &str, content_length: usize) -> String {
+        format!(
+            "POST /v1/snapshots HTTP/1.1\r\nhost: collector\r\nauthorization: Bearer {credential}\r\n\
+             content-type: application/json\r\ncontent-length: {content_length}\r\n\r\n"
+        )
+    }
+
+    /// Reads one response (the collector always sends `content-length`).
+    pub fn read_reply(&mut self) -> RawReply {
+        use std::io::Read;
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 4096];
+        let head_end = loop {
+            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+            let n = self.stream.read(&mut chunk).unwrap();
+            assert!(
+                n > 0,
+                "connection closed before a complete response head: {buf:?}"
+            );
+            buf.extend_from_slice(&chunk[..n]);
+        };
+        let head = String::from_utf8(buf[..head_end].to_vec()).unwrap();
+        let mut lines = head.split("\r\n");
+        let status: u16 = lines
+            .next()
+            .and_then(|l| l.split(' ').nth(1))
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("bad status line: {head:?}"));
+        let headers: Vec<(String, String)> = lines
+            .filter_map(|l| l.split_once(':'))
+            .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
+            .collect();
+        let length: usize = headers
+            .iter()
+            .find(|(n, _)| n == "content-length")
+            .and_then(|(_, v)| v.parse().ok())
+            .unwrap_or_else(|| panic!("no content-length: {head:?}"));
+        let mut body = buf[head_end..].to_vec();
+        while body.len() < length {
+            let n = self.stream.read(&mut chunk).unwrap();
+            assert!(n > 0, "connection closed inside the body");
+            body.extend_from_slice(&chunk[..n]);
+        }
+        let body = serde_json::from_slice(&body)
+            .unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(&body).into_owned()));
+        RawReply {
+            status,
+            headers,
+            body,
+        }
+    }
 }

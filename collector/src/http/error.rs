@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use callhome_shared::DecodeError;
 use callhome_shared::api::ApiError;
 use http::StatusCode;
-use http::header::{HeaderValue, RETRY_AFTER, WWW_AUTHENTICATE};
+use http::header::{CONNECTION, HeaderValue, RETRY_AFTER, WWW_AUTHENTICATE};
 
 use crate::ingest::IngestError;
 use crate::store::{EnrollError, StoreError};
@@ -60,6 +60,13 @@ pub enum AppError {
     NotFound,
     #[error("method not allowed on this resource")]
     MethodNotAllowed,
+    /// The ingest queue is full (`limits.max_inflight_snapshots`): retry after `retry_after` seconds.
+    #[error("the collector is at its limit of snapshots in flight: retry in {retry_after} seconds")]
+    TooManyRequests { retry_after: u64 },
+    /// The collector is draining before it stops: retry after `retry_after` seconds (on this or
+    /// another instance).
+    #[error("the collector is shutting down: retry in {retry_after} seconds")]
+    ShuttingDown { retry_after: u64 },
     /// The database could not answer (busy, I/O error): the client should retry later.
     #[error("{0}")]
     Unavailable(String),
@@ -90,7 +97,8 @@ impl AppError {
             BodyTooLarge(_) | DecompressedTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             UnsupportedEncoding(_) | UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             UnsupportedSchemaVersion(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Unavailable(_) | ShuttingDown { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -118,6 +126,8 @@ impl AppError {
             RequestTimeout(_) => "request_timeout",
             NotFound => "not_found",
             MethodNotAllowed => "method_not_allowed",
+            TooManyRequests { .. } => "too_many_requests",
+            ShuttingDown { .. } => "shutting_down",
             Unavailable(_) => "unavailable",
             Internal(_) => "internal",
         }
@@ -150,6 +160,15 @@ impl IntoResponse for AppError {
             }
             AppError::Unavailable(_) => {
                 headers.insert(RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECS));
+            }
+            AppError::TooManyRequests { retry_after } => {
+                headers.insert(RETRY_AFTER, HeaderValue::from(retry_after));
+            }
+            AppError::ShuttingDown { retry_after } => {
+                headers.insert(RETRY_AFTER, HeaderValue::from(retry_after));
+                // hyper closes the connection after a response that says so (RFC 9112 §9.6), so the
+                // client's next request opens a new connection, to a collector that is up.
+                headers.insert(CONNECTION, HeaderValue::from_static("close"));
             }
             _ => {}
         }

@@ -2,11 +2,13 @@
 //! parts (request log, request timeout) as middleware. [`app`] builds the whole router so tests can
 //! drive it with `oneshot`, without a socket.
 
+pub mod admission;
 pub mod enroll;
 pub mod error;
 pub mod health;
 pub mod snapshots;
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::Router;
@@ -18,6 +20,7 @@ use callhome_shared::api::{ENROLL_PATH, SNAPSHOTS_PATH};
 
 use crate::config::Limits;
 use crate::store::Store;
+use admission::Admission;
 pub use error::AppError;
 use error::InternalDetail;
 
@@ -26,11 +29,17 @@ use error::InternalDetail;
 pub struct AppState {
     pub store: Store,
     pub limits: Limits,
+    /// The ingest queue and the draining flag (back-pressure), shared by all clones.
+    pub admission: Arc<Admission>,
 }
 
 impl AppState {
     pub fn new(store: Store, limits: Limits) -> AppState {
-        AppState { store, limits }
+        AppState {
+            store,
+            admission: Arc::new(Admission::new(&limits)),
+            limits,
+        }
     }
 
     fn max_body_bytes(&self) -> usize {
@@ -60,6 +69,10 @@ pub fn app(state: AppState) -> Router {
         .fallback(|| async { AppError::NotFound })
         .method_not_allowed_fallback(|| async { AppError::MethodNotAllowed })
         .layer(middleware::from_fn_with_state(timeout, request_timeout))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            admission::reject_while_draining,
+        ))
         .layer(middleware::from_fn(log_request))
         .with_state(state)
 }

@@ -1,8 +1,9 @@
 //! `POST /v1/snapshots`: an enrolled agent delivers one snapshot.
 //!
 //! The order is the point: the credential and the contract are checked before a single body byte is
-//! read, the body is read within `max_body_bytes`, decompressed within `max_decompressed_bytes`, then
-//! decoded, and the answer is sent only after the store has committed.
+//! read, then the post takes a place in the bounded ingest queue (429 when there is none), the body is
+//! read within `max_body_bytes`, decompressed within `max_decompressed_bytes`, then decoded, and the
+//! answer is sent only after the store has committed.
 
 use axum::Json;
 use axum::body::Body;
@@ -30,9 +31,12 @@ pub async fn post_snapshot(
     // (b) what is being sent
     let encoding = ContentEncoding::from_headers(&headers)?;
     ingest::check_json_content_type(&headers)?;
-    // (c) the body as sent, bounded
+    // (c) a place in the ingest queue, held until the commit is done; none free: 429 before the body
+    let permit = state.admission.try_admit()?;
+    tracing::debug!(host_id = %agent.host_id, in_flight = state.admission.in_flight(), "snapshot post admitted");
+    // (d) the body as sent, bounded
     let compressed = ingest::read_limited(body, state.max_body_bytes()).await?;
-    // (d, e) decompress (bounded) and decode, off the async threads
+    // (e, f) decompress (bounded) and decode, off the async threads
     let limit = state.max_decompressed_bytes();
     let (snapshot, json) = tokio::task::spawn_blocking(move || {
         let json = ingest::decompress(encoding, &compressed, limit)?;
@@ -40,14 +44,14 @@ pub async fn post_snapshot(
         Ok::<_, AppError>((snapshot, json))
     })
     .await??;
-    // (f) a credential writes for its own host only; org and environment come from the credential
+    // (g) a credential writes for its own host only; org and environment come from the credential
     if snapshot.host.host_id != agent.host_id {
         return Err(AppError::HostMismatch(format!(
             "snapshot is for host {} but the credential belongs to host {}",
             snapshot.host.host_id, agent.host_id
         )));
     }
-    // (g) store, and answer after the commit
+    // (h) store, and answer after the commit
     let id = snapshot.id;
     let new = NewSnapshot {
         id,
@@ -56,10 +60,16 @@ pub async fn post_snapshot(
         body: json,
     };
     let host_id = agent.host_id;
-    let inserted = state
-        .store
-        .insert_snapshot(agent, new, OffsetDateTime::now_utc())
-        .await?;
+    // The commit runs in its own task with the permit: if this request is dropped (timeout, client
+    // gone, connection closed at the end of the shutdown drain) the commit still finishes before its
+    // place in the queue is given to another, and the drain can wait for it.
+    let store = state.store.clone();
+    let commit = tokio::spawn(async move {
+        let inserted = store.insert_snapshot(agent, new, OffsetDateTime::now_utc()).await;
+        drop(permit);
+        inserted
+    });
+    let inserted = commit.await??;
     let (status, ingest_status) = match inserted {
         Inserted::Stored => (StatusCode::CREATED, IngestStatus::Stored),
         Inserted::Duplicate => (StatusCode::OK, IngestStatus::Duplicate),

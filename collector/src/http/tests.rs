@@ -541,3 +541,227 @@ async fn a_stalled_body_times_out_with_408() {
     assert_eq!(status, StatusCode::REQUEST_TIMEOUT);
     assert_eq!(body["error"], "request_timeout");
 }
+
+/// A body that sends nothing until the test opens the gate, then `data` in one frame: a request held
+/// in flight between admission and commit for as long as the test wants.
+struct GatedBody {
+    gate: Option<tokio::sync::oneshot::Receiver<()>>,
+    data: Option<Vec<u8>>,
+}
+
+impl axum::body::HttpBody for GatedBody {
+    type Data = axum::body::Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        use std::future::Future;
+        use std::task::Poll;
+        if let Some(gate) = self.gate.as_mut() {
+            if std::pin::Pin::new(gate).poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            self.gate = None;
+        }
+        Poll::Ready(
+            self.data
+                .take()
+                .map(|d| Ok(hyper::body::Frame::data(axum::body::Bytes::from(d)))),
+        )
+    }
+}
+
+/// Starts a post whose body waits for the returned sender, and waits until it holds its permit.
+async fn post_held(
+    f: &Fixture,
+    snapshot: &Value,
+) -> (
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<(StatusCode, Value)>,
+) {
+    let (open, gate) = tokio::sync::oneshot::channel();
+    let before = f.state.admission.in_flight();
+    let request = Request::post(SNAPSHOTS_PATH)
+        .header("authorization", format!("Bearer {}", f.credential))
+        .header("content-type", "application/json")
+        .body(Body::new(GatedBody {
+            gate: Some(gate),
+            data: Some(bytes(snapshot)),
+        }))
+        .unwrap();
+    let router = app(f.state.clone());
+    let task = tokio::spawn(async move {
+        let response = router.oneshot(request).await.unwrap();
+        let status = response.status();
+        let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while f.state.admission.in_flight() == before {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the held post never took a permit"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    (open, task)
+}
+
+fn retry_after(headers: &http::HeaderMap) -> u64 {
+    headers
+        .get("retry-after")
+        .expect("Retry-After header")
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_full_ingest_queue_answers_429_with_retry_after_before_reading_the_body() {
+    let f = Fixture::with_limits(Limits {
+        max_inflight_snapshots: 1,
+        retry_after_secs: 4,
+        ..Limits::default()
+    })
+    .await;
+    let held = f.snapshot();
+    let (open, task) = post_held(&f, &held).await;
+    assert_eq!(f.state.admission.in_flight(), 1);
+
+    let refused = f.snapshot();
+    let (status, headers, body) = f.post(bytes(&refused), &[]).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    assert_eq!(body["error"], "too_many_requests");
+    assert!(body["message"].as_str().unwrap().contains("retry in"), "{body}");
+    assert!((4..=6).contains(&retry_after(&headers)), "{headers:?}");
+    // The body of a refused post is never read: a body that would fail to decode is refused alike.
+    let (status, _, _) = f.post("not json at all", &[]).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    // Authentication comes first: a stranger learns nothing about the queue.
+    let (status, _, body) = f
+        .send(
+            Request::post(SNAPSHOTS_PATH)
+                .header("authorization", "Bearer chac_nobody")
+                .header("content-type", "application/json")
+                .body(Body::from(bytes(&refused)))
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    assert_eq!(f.state.admission.refused_total(), 2);
+    // Enrollment and health do not queue behind snapshots.
+    let (status, _, _) = f.send(Request::get("/readyz").body(Body::empty()).unwrap()).await;
+    assert_eq!(status, StatusCode::OK);
+
+    open.send(()).unwrap();
+    let (status, body) = task.await.unwrap();
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(f.state.admission.in_flight(), 0);
+    // The refused snapshot, sent again once there is room, is stored; nothing else was.
+    let (status, _, body) = f.post(bytes(&refused), &[]).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(f.rows(), 2);
+}
+
+#[tokio::test]
+async fn a_post_cut_by_the_request_timeout_still_commits_before_freeing_its_place() {
+    let f = Fixture::with_limits(Limits {
+        max_inflight_snapshots: 1,
+        request_timeout_secs: 1,
+        ..Limits::default()
+    })
+    .await;
+    let snap = f.snapshot();
+    let (open, task) = post_held(&f, &snap).await;
+    // Holding the store's only connection keeps the commit waiting after the body is read, past the
+    // request timeout.
+    let blocker = f.state.store.clone();
+    let (locked_tx, locked_rx) = std::sync::mpsc::channel();
+    let (unlock_tx, unlock_rx) = std::sync::mpsc::channel::<()>();
+    let holder = std::thread::spawn(move || {
+        blocker.with_connection_held(|| {
+            locked_tx.send(()).unwrap();
+            unlock_rx.recv().unwrap();
+        })
+    });
+    locked_rx.recv().unwrap();
+    open.send(()).unwrap();
+    let (status, body) = task.await.unwrap();
+    assert_eq!(status, StatusCode::REQUEST_TIMEOUT, "{body}");
+    assert_eq!(
+        f.state.admission.in_flight(),
+        1,
+        "the commit still holds its place"
+    );
+    unlock_tx.send(()).unwrap();
+    holder.join().unwrap();
+    assert!(
+        f.state
+            .admission
+            .wait_idle(std::time::Duration::from_secs(10))
+            .await
+    );
+    // Stored although the client got no 2xx: its retry is answered 200 duplicate.
+    assert_eq!(f.rows(), 1);
+    let (status, _, body) = f.post(bytes(&snap), &[]).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["status"], "duplicate");
+}
+
+#[tokio::test]
+async fn while_draining_requests_get_503_shutting_down_and_in_flight_ones_finish() {
+    let f = Fixture::with_limits(Limits {
+        retry_after_secs: 6,
+        ..Limits::default()
+    })
+    .await;
+    let in_flight = f.snapshot();
+    let (open, task) = post_held(&f, &in_flight).await;
+
+    f.state.admission.start_draining();
+    let (status, headers, body) = f.post(bytes(&f.snapshot()), &[]).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(body["error"], "shutting_down");
+    assert!((6..=9).contains(&retry_after(&headers)), "{headers:?}");
+    assert_eq!(headers["connection"], "close");
+    let (status, headers, body) = f.send(Request::get("/readyz").body(Body::empty()).unwrap()).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(body["error"], "shutting_down");
+    assert!(headers.contains_key("retry-after"));
+    let (status, _, _) = f
+        .send(Request::get("/healthz").body(Body::empty()).unwrap())
+        .await;
+    assert_eq!(status, StatusCode::OK, "the process is alive while it drains");
+
+    open.send(()).unwrap();
+    let (status, body) = task.await.unwrap();
+    assert_eq!(
+        status,
+        StatusCode::CREATED,
+        "admitted before the drain, answered after: {body}"
+    );
+    assert!(
+        f.state
+            .admission
+            .wait_idle(std::time::Duration::from_secs(1))
+            .await
+    );
+    assert_eq!(f.rows(), 1);
+}
+
+#[test]
+fn too_many_requests_and_shutting_down_carry_their_retry_after() {
+    let response = AppError::TooManyRequests { retry_after: 7 }.into_response();
+    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(response.headers()["retry-after"], "7");
+    assert!(!response.headers().contains_key("connection"));
+    let response = AppError::ShuttingDown { retry_after: 3 }.into_response();
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(response.headers()["retry-after"], "3");
+    assert_eq!(response.headers()["connection"], "close");
+}

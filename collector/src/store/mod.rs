@@ -283,6 +283,41 @@ impl Store {
         .map_err(|e| E::from(StoreError::Task(e.to_string())))?
     }
 
+    /// Closes the database cleanly once no operation uses it any more: when its last connection
+    /// closes, SQLite checkpoints the WAL into the database file and deletes it
+    /// (<https://sqlite.org/wal.html>, "The WAL File"). Waits up to `wait` for operations still on the
+    /// blocking pool (a commit whose request was dropped); `Ok(false)` when some still held the
+    /// connection then: the last of them closes it when it ends.
+    pub async fn close(self, wait: Duration) -> Result<bool, StoreError> {
+        let deadline = tokio::time::Instant::now() + wait;
+        let mut conn = self.conn;
+        loop {
+            match Arc::try_unwrap(conn) {
+                Ok(mutex) => {
+                    let conn = mutex.into_inner().unwrap_or_else(|p| p.into_inner());
+                    // The final checkpoint writes and fsyncs: keep it off the async threads.
+                    return tokio::task::spawn_blocking(move || conn.close())
+                        .await
+                        .map_err(|e| StoreError::Task(e.to_string()))?
+                        .map(|()| true)
+                        .map_err(|(_, e)| StoreError::Sqlite(e));
+                }
+                Err(shared) if tokio::time::Instant::now() < deadline => {
+                    conn = shared;
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                Err(_) => return Ok(false),
+            }
+        }
+    }
+
+    /// Runs `f` while holding the connection: a stand-in for a long transaction of another writer.
+    #[cfg(test)]
+    pub(crate) fn with_connection_held<T>(&self, f: impl FnOnce() -> T) -> T {
+        let _guard = self.lock();
+        f()
+    }
+
     // ---- request-path operations (async) ----
 
     /// Whether the database answers a trivial query (for `/readyz`).

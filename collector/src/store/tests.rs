@@ -343,3 +343,28 @@ fn timestamps_sort_as_text_and_parse_as_rfc3339() {
     assert_eq!(a, "1970-01-01T00:00:01.500000Z");
     OffsetDateTime::parse(&a, &time::format_description::well_known::Rfc3339).unwrap();
 }
+
+#[tokio::test]
+async fn close_waits_for_other_handles_and_removes_the_wal() {
+    let (dir, store) = store();
+    store.add_org("ORG-1", "Example", now()).unwrap();
+    let wal = dir.path().join(format!("{DB_FILE_NAME}-wal"));
+    assert!(
+        wal.exists(),
+        "WAL mode keeps a -wal file while the database is open"
+    );
+    // Another handle (a commit still running) keeps it open past the wait.
+    let other = store.clone();
+    assert!(!store.clone().close(Duration::from_millis(50)).await.unwrap());
+    let release = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        drop(other);
+    });
+    drop(store.clone());
+    assert!(store.close(Duration::from_secs(5)).await.unwrap());
+    release.await.unwrap();
+    assert!(!wal.exists(), "the last close checkpoints and deletes the WAL");
+    // What was committed is in the database file.
+    let reopened = Store::open_in(dir.path()).unwrap();
+    assert_eq!(reopened.list_orgs().unwrap().len(), 1);
+}
