@@ -17,13 +17,18 @@
 
 use std::collections::BTreeSet;
 use std::io;
+use std::time::{Duration, Instant};
 
 use callhome_shared::UpdatesSection;
 use time::OffsetDateTime;
 
 use super::{ProbeContext, ProbeFailure, ProbeOutput, Section};
+use crate::source::CommandOutput;
 
 const MAX_PACKAGES: usize = 20;
+
+/// Time kept back from a slow package tool for the probe to return its section.
+const RESERVE: Duration = Duration::from_millis(300);
 
 const APT_SIMULATE: &[&str] = &["apt-get", "-s", "-o", "Debug::NoLocking=1", "upgrade"];
 const NEEDS_RESTARTING: &[&str] = &["needs-restarting", "-r"];
@@ -105,7 +110,7 @@ fn debian(ctx: &ProbeContext, s: &mut UpdatesSection) {
         }
         Some(Err(_)) => {}
     }
-    if let Some(out) = ctx.run(APT_SIMULATE).ok().filter(|o| o.success()) {
+    if let Some(out) = run_slow(ctx, APT_SIMULATE).filter(|o| o.success()) {
         let (all, security) = parse_apt_simulation(&out.stdout_text());
         s.pending_updates = Some(all);
         s.pending_security_updates = Some(security);
@@ -142,8 +147,23 @@ fn rpm(ctx: &ProbeContext, s: &mut UpdatesSection) {
     if s.reboot_required == Some(true) && newer_kernel_waits == Some(true) {
         s.reboot_required_since = newest.map(|(_, installed)| installed);
     }
-    if let Some(out) = ctx.run(DNF_SECURITY).ok().filter(|o| o.success()) {
+    if let Some(out) = run_slow(ctx, DNF_SECURITY).filter(|o| o.success()) {
         s.pending_security_updates = Some(parse_dnf_security(&out.stdout_text()));
+    }
+}
+
+/// Runs a slow package tool with the probe's remaining time minus [`RESERVE`], so that a tool that
+/// runs out of time costs only its own figure, not the section. (apt rebuilds its package cache on
+/// every run where the cache is disabled, as in Docker images: seconds instead of a fraction.)
+fn run_slow(ctx: &ProbeContext, argv: &[&str]) -> Option<CommandOutput> {
+    let left = ctx.deadline.saturating_duration_since(Instant::now());
+    let budget = left.checked_sub(RESERVE)?;
+    match ctx.source.run(argv, budget) {
+        Ok(out) => Some(out),
+        Err(error) => {
+            tracing::debug!(command = argv[0], %error, "package tool gave no answer");
+            None
+        }
     }
 }
 
