@@ -12,6 +12,10 @@
 //! # ca_file = "/etc/callhome/ca.pem"      # trust ONLY these roots (default: the system roots)
 //! timeout_secs = 30
 //!
+//! [redaction]                       # what leaves the host (module `redact`)
+//! hostnames = "keep"                # keep | hash | drop; also ip_addresses, user_names, domain_names
+//! # key_file = "/etc/callhome/redaction.key"  # secret for "hash"; required as soon as one is "hash"
+//!
 //! [probes.system]                   # one table per probe, named as in `probes::PROBES`
 //! enabled = true                    # default: the probe table's default
 //! timeout_secs = 5
@@ -59,6 +63,8 @@ pub struct Config {
     pub collector: CollectorConfig,
     /// Per-probe settings keyed by probe name; the span locates a name in the file for error messages.
     pub probes: BTreeMap<Spanned<String>, ProbeConfig>,
+    /// What is hashed or dropped before a snapshot leaves the host.
+    pub redaction: crate::redact::RedactionConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -90,6 +96,7 @@ impl Default for Config {
             hostname: None,
             collector: CollectorConfig::default(),
             probes: BTreeMap::new(),
+            redaction: crate::redact::RedactionConfig::default(),
         }
     }
 }
@@ -288,6 +295,7 @@ impl Config {
                 });
             }
         }
+        problems.extend(self.redaction.problems(&line));
         problems.sort_by_key(|p| p.line.unwrap_or(0));
         problems
     }

@@ -112,9 +112,7 @@ fn apport_executable(file_name: &str) -> Option<String> {
     let stem = file_name.strip_suffix(".crash")?;
     let (mangled, uid) = stem.rsplit_once('.')?;
     uid.parse::<u32>().ok()?;
-    mangled
-        .starts_with('_')
-        .then(|| mangled.replace('_', "/"))
+    mangled.starts_with('_').then(|| mangled.replace('_', "/"))
 }
 
 fn parse_json_list(stdout: &[u8]) -> Result<Vec<Crash>, serde_json::Error> {
@@ -129,7 +127,9 @@ fn parse_json_list(stdout: &[u8]) -> Result<Vec<Crash>, serde_json::Error> {
             Some(Crash {
                 time,
                 executable: get("exe")?.as_str()?.to_string(),
-                pid: get("pid").and_then(serde_json::Value::as_u64).and_then(|p| u32::try_from(p).ok()),
+                pid: get("pid")
+                    .and_then(serde_json::Value::as_u64)
+                    .and_then(|p| u32::try_from(p).ok()),
                 signal: get("sig").and_then(|s| match s {
                     serde_json::Value::Number(n) => n.as_i64().map(signal_name),
                     serde_json::Value::String(s) => Some(s.clone()),
@@ -151,7 +151,8 @@ fn parse_text_list(text: &str, offset: UtcOffset) -> Vec<Crash> {
             if cols.len() < 10 {
                 return None;
             }
-            let local = time::PrimitiveDateTime::parse(&format!("{} {}", cols[1], cols[2]), date_time).ok()?;
+            let local =
+                time::PrimitiveDateTime::parse(&format!("{} {}", cols[1], cols[2]), date_time).ok()?;
             let zone = if matches!(cols[3], "UTC" | "GMT") {
                 UtcOffset::UTC
             } else {
@@ -225,7 +226,7 @@ fn summarise(source: &str, crashes: Vec<Crash>, now: OffsetDateTime) -> CrashesS
         .collect();
     by_executable.sort_by(|a, b| b.count.cmp(&a.count).then(b.last.cmp(&a.last)));
     let citrix_crashes = citrix.len() as u64;
-    citrix.sort_by(|a, b| b.time.cmp(&a.time));
+    citrix.sort_by_key(|c| std::cmp::Reverse(c.time));
     citrix.truncate(MAX_RECENT);
     CrashesSection {
         source: Some(source.to_string()),

@@ -23,8 +23,8 @@
 //! without one the message's words decide: `error`, `failed`, `failure`, `fatal`, `exception` →
 //! error; `warning`, `warn` → warning; else neither. This is a heuristic, and says so here.
 //!
-//! Messages are grouped after replacing ids, hex values and numbers by `<id>`, `<hex>`, `<n>`, and
-//! cut to 200 characters.
+//! Messages are grouped after replacing ids, hex values and numbers by `<id>`, `<hex>`, `<n>` (digits
+//! glued to letters, as in `ddc1`, stay: they are part of a name), and cut to 200 characters.
 
 use std::collections::HashMap;
 use std::io;
@@ -53,7 +53,7 @@ pub(super) fn probe(ctx: &ProbeContext) -> Result<ProbeOutput, ProbeFailure> {
         .filter(|e| !e.metadata.is_dir && is_vda_log(&e.name))
         .filter(|e| e.metadata.modified.is_none_or(|m| m >= start))
         .collect();
-    logs.sort_by(|a, b| b.metadata.modified.cmp(&a.metadata.modified));
+    logs.sort_by_key(|e| std::cmp::Reverse(e.metadata.modified));
     logs.truncate(MAX_FILES);
     logs.sort_by(|a, b| a.name.cmp(&b.name));
 
@@ -188,10 +188,7 @@ fn scan(text: &str, truncated: bool, offset: UtcOffset, start: OffsetDateTime, n
             LogLevel::Error => out.errors += 1,
             LogLevel::Warning => out.warnings += 1,
         }
-        let slot = out
-            .messages
-            .entry((level, normalise(rest)))
-            .or_insert((0, time));
+        let slot = out.messages.entry((level, normalise(rest))).or_insert((0, time));
         slot.0 += 1;
         slot.1 = slot.1.max(time);
     }
@@ -236,7 +233,11 @@ fn parse_iso_like(s: &str, local: UtcOffset) -> Option<(OffsetDateTime, &str)> {
     let (offset, rest) = if let Some(r) = rest.strip_prefix('Z') {
         (UtcOffset::UTC, r)
     } else if rest.starts_with(['+', '-']) {
-        let len = if rest.as_bytes().get(3) == Some(&b':') { 6 } else { 5 };
+        let len = if rest.as_bytes().get(3) == Some(&b':') {
+            6
+        } else {
+            5
+        };
         match rest.get(..len).and_then(parse_numeric_offset) {
             Some(o) => (o, &rest[len..]),
             None => (local, rest),
@@ -249,7 +250,9 @@ fn parse_iso_like(s: &str, local: UtcOffset) -> Option<(OffsetDateTime, &str)> {
 
 /// syslog's `Nov 20 08:12:03` (no year: the one that puts the time not after `now`).
 fn parse_syslog(s: &str, local: UtcOffset, now: OffsetDateTime) -> Option<(OffsetDateTime, &str)> {
-    const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
     let month = MONTHS.iter().position(|m| s.starts_with(m))? + 1;
     let rest = s.get(3..)?.trim_start();
     let (day, rest) = rest.split_once(' ')?;
@@ -262,7 +265,11 @@ fn parse_syslog(s: &str, local: UtcOffset, now: OffsetDateTime) -> Option<(Offse
             .map(|t| t.assume_offset(local))
     };
     let t = at(year)?;
-    let t = if t > now + time::Duration::days(1) { at(year - 1)? } else { t };
+    let t = if t > now + time::Duration::days(1) {
+        at(year - 1)?
+    } else {
+        t
+    };
     Some((t, rest))
 }
 
@@ -285,10 +292,12 @@ fn level_of(rest: &str) -> Option<LogLevel> {
         .split(|c: char| !c.is_ascii_alphabetic())
         .filter(|w| !w.is_empty())
         .collect();
-    if words
-        .iter()
-        .any(|w| matches!(*w, "error" | "errors" | "failed" | "failure" | "fatal" | "exception"))
-    {
+    if words.iter().any(|w| {
+        matches!(
+            *w,
+            "error" | "errors" | "failed" | "failure" | "fatal" | "exception"
+        )
+    }) {
         Some(LogLevel::Error)
     } else if words.iter().any(|w| matches!(*w, "warning" | "warn")) {
         Some(LogLevel::Warning)
@@ -297,9 +306,21 @@ fn level_of(rest: &str) -> Option<LogLevel> {
     }
 }
 
-/// Replaces what varies between repeats of one message: UUIDs, `0x` values, long hex runs, numbers;
-/// drops hdx.log's `<P123:S4>` process marker; cuts to [`MAX_MESSAGE_CHARS`].
+/// Replaces what varies between repeats of one message: UUIDs, `0x` values, long hex runs, numbers
+/// (not the digits of a name like `ddc1`); drops hdx.log's `<P123:S4>` process marker; cuts to
+/// [`MAX_MESSAGE_CHARS`].
 fn normalise(message: &str) -> String {
+    // hdx.log's process (and session) marker, `<P29390>` or `<P29390:S3>`.
+    let message = match message.strip_prefix("<P").and_then(|m| m.split_once('>')) {
+        Some((marker, rest))
+            if marker
+                .bytes()
+                .all(|b| b.is_ascii_digit() || b == b':' || b == b'S') =>
+        {
+            rest
+        }
+        _ => message,
+    };
     let chars: Vec<char> = message.chars().collect();
     let word = |c: char| c.is_ascii_alphanumeric() || c == '_';
     let mut out = String::with_capacity(message.len());
@@ -313,7 +334,10 @@ fn normalise(message: &str) -> String {
                 continue;
             }
             if chars[i] == '0' && matches!(chars.get(i + 1), Some('x' | 'X')) {
-                let len = chars[i + 2..].iter().take_while(|c| c.is_ascii_hexdigit()).count();
+                let len = chars[i + 2..]
+                    .iter()
+                    .take_while(|c| c.is_ascii_hexdigit())
+                    .count();
                 if len > 0 {
                     out.push_str("<hex>");
                     i += 2 + len;
@@ -333,16 +357,22 @@ fn normalise(message: &str) -> String {
             }
         }
         if chars[i].is_ascii_digit() {
-            while i < chars.len() && chars[i].is_ascii_digit() {
-                i += 1;
+            let end = i + chars[i..].iter().take_while(|c| c.is_ascii_digit()).count();
+            // Digits glued to letters are part of a name (`ddc1`, `vda-rh01`, `el9`): kept, so that
+            // a host name stays whole (and redaction can still recognise it).
+            let glued = (i > 0 && chars[i - 1].is_ascii_alphabetic())
+                || chars.get(end).is_some_and(char::is_ascii_alphabetic);
+            if glued {
+                out.extend(&chars[i..end]);
+            } else {
+                out.push_str("<n>");
             }
-            out.push_str("<n>");
+            i = end;
             continue;
         }
         out.push(chars[i]);
         i += 1;
     }
-    let out = out.replace("<P<n>:S<n>> ", "").replace("<P<n>> ", "");
     let collapsed = out.split_whitespace().collect::<Vec<_>>().join(" ");
     collapsed.chars().take(MAX_MESSAGE_CHARS).collect()
 }
@@ -398,8 +428,16 @@ mod tests {
                 Some(datetime!(2026-11-20 06:00:01.5 UTC)),
                 "WARN y",
             ),
-            ("[2026-11-20T08:00:01Z] [ERROR] z", Some(datetime!(2026-11-20 08:00:01 UTC)), "[ERROR] z"),
-            ("Nov 20 08:12:03 vda-rh01 ctxjproxy[812]: w", Some(datetime!(2026-11-20 07:12:03 UTC)), "vda-rh01 ctxjproxy[812]: w"),
+            (
+                "[2026-11-20T08:00:01Z] [ERROR] z",
+                Some(datetime!(2026-11-20 08:00:01 UTC)),
+                "[ERROR] z",
+            ),
+            (
+                "Nov 20 08:12:03 vda-rh01 ctxjproxy[812]: w",
+                Some(datetime!(2026-11-20 07:12:03 UTC)),
+                "vda-rh01 ctxjproxy[812]: w",
+            ),
             // December of last year, seen in January.
             ("Dec 31 23:59:59 x", Some(datetime!(2025-12-31 22:59:59 UTC)), "x"),
             ("\tat com.citrix.Foo.bar(Foo.java:12)", None, ""),
@@ -429,19 +467,40 @@ mod tests {
             level_of("<P29390> citrix-ctxhdx: DeviceWaitForRead: TdTcpRead failed: 45."),
             Some(LogLevel::Error)
         );
-        assert_eq!(level_of("<P1> citrix-ctxhdx: Warning: CTXCAM not available"), Some(LogLevel::Warning));
-        assert_eq!(level_of("<P29390> citrix-ctxhdx: TdTcpRead: poll timed out!"), None);
+        assert_eq!(
+            level_of("<P1> citrix-ctxhdx: Warning: CTXCAM not available"),
+            Some(LogLevel::Warning)
+        );
+        assert_eq!(
+            level_of("<P29390> citrix-ctxhdx: TdTcpRead: poll timed out!"),
+            None
+        );
         assert_eq!(level_of("errorless terror"), None);
     }
 
     #[test]
     fn repeats_group_after_normalising() {
-        let a = normalise("<P29390:S3> citrix-ctxgfx: frame 1234 failed, handle 0x7f3a2c, session {0F8FAD5B-D9CB-469F-A165-70867728950E} id deadbeef01");
-        let b = normalise("<P311:S12> citrix-ctxgfx: frame 99 failed, handle 0x1, session 6ba7b810-9dad-11d1-80b4-00c04fd430c8 id 00ff00ff77");
-        assert_eq!(a, "citrix-ctxgfx: frame <n> failed, handle <hex>, session <id> id <hex>");
+        let a = normalise(
+            "<P29390:S3> citrix-ctxgfx: frame 1234 failed, handle 0x7f3a2c, session {0F8FAD5B-D9CB-469F-A165-70867728950E} id deadbeef01",
+        );
+        let b = normalise(
+            "<P311:S12> citrix-ctxgfx: frame 99 failed, handle 0x1, session 6ba7b810-9dad-11d1-80b4-00c04fd430c8 id 00ff00ff77",
+        );
+        assert_eq!(
+            a,
+            "citrix-ctxgfx: frame <n> failed, handle <hex>, session <id> id <hex>"
+        );
         assert_eq!(a, b);
         assert_eq!(normalise("TdTcpRead: Exit: TIMEOUT"), "TdTcpRead: Exit: TIMEOUT");
         assert_eq!(normalise("from 10.20.30.41:53122"), "from <n>.<n>.<n>.<n>:<n>");
+        assert_eq!(
+            normalise("<P1180> cannot reach ddc1.example.com in 30 s"),
+            "cannot reach ddc1.example.com in <n> s"
+        );
+        assert_eq!(
+            normalise("<P7:S12> /tmp/.ctxsession-5120 mode 1920x1080"),
+            "/tmp/.ctxsession-<n> mode 1920x1080"
+        );
         assert_eq!(normalise(&"x".repeat(500)).chars().count(), 200);
     }
 
@@ -482,8 +541,14 @@ orphan line before any time
         assert!(!hdx.truncated && hdx.window_covered);
         // Errors: two read failures and the TLS handshake; the 06:58 ones are older than 24 h.
         assert_eq!((hdx.errors, hdx.warnings), (3, 4));
-        assert_eq!(s.top_messages[0].message, "citrix-ctxhdx: TdTcpRead: read failed, Status=<hex>");
-        assert_eq!((s.top_messages[0].level, s.top_messages[0].count), (LogLevel::Error, 2));
+        assert_eq!(
+            s.top_messages[0].message,
+            "citrix-ctxhdx: TdTcpRead: read failed, Status=<hex>"
+        );
+        assert_eq!(
+            (s.top_messages[0].level, s.top_messages[0].count),
+            (LogLevel::Error, 2)
+        );
         assert_eq!(
             s.top_messages[1].message,
             "citrix-ctxaudio: Warning: PulseAudio sink not ready, retrying in <n> s"

@@ -39,6 +39,7 @@ pub(super) fn probe(ctx: &ProbeContext) -> Result<ProbeOutput, ProbeFailure> {
         ctx.read_text(&format!("/proc/pressure/{what}"))
             .ok()
             .and_then(|text| parse_pressure(&text))
+            .map(Box::new)
     };
     let oom_kills_since_boot = ctx
         .read_text("/proc/vmstat")
@@ -51,18 +52,20 @@ pub(super) fn probe(ctx: &ProbeContext) -> Result<ProbeOutput, ProbeFailure> {
                 .into_iter()
                 .filter(|k| k.time >= window_start && k.time <= ctx.now())
                 .collect();
-            kills.sort_by(|a, b| b.time.cmp(&a.time));
+            kills.sort_by_key(|k| std::cmp::Reverse(k.time));
             kills.truncate(MAX_OOM_KILLS);
             kills
         })
     });
-    Ok(ProbeOutput::Section(Section::MemoryPressure(MemoryPressureSection {
-        cpu: pressure("cpu"),
-        memory: pressure("memory"),
-        io: pressure("io"),
-        oom_kills_since_boot,
-        oom_kills_recent,
-    })))
+    Ok(ProbeOutput::Section(Section::MemoryPressure(
+        MemoryPressureSection {
+            cpu: pressure("cpu"),
+            memory: pressure("memory"),
+            io: pressure("io"),
+            oom_kills_since_boot,
+            oom_kills_recent,
+        },
+    )))
 }
 
 /// journalctl exits 0 on matches and 1, silently (with `-q`), on none. Anything else (a journalctl
@@ -199,8 +202,14 @@ garbage line
         };
         assert!(searched(&out(Some(0), "")));
         assert!(searched(&out(Some(1), "")));
-        assert!(!searched(&out(Some(1), "Compiled without pattern matching support\n")));
-        assert!(!searched(&out(Some(1), "No journal files were opened due to insufficient permissions.\n")));
+        assert!(!searched(&out(
+            Some(1),
+            "Compiled without pattern matching support\n"
+        )));
+        assert!(!searched(&out(
+            Some(1),
+            "No journal files were opened due to insufficient permissions.\n"
+        )));
         assert!(!searched(&out(None, "")));
     }
 

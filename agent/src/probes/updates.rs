@@ -80,10 +80,12 @@ fn family_of(os_release: &str) -> Option<Family> {
         .collect();
     if ids.iter().any(|id| matches!(*id, "debian" | "ubuntu")) {
         Some(Family::Dpkg)
-    } else if ids
-        .iter()
-        .any(|id| matches!(*id, "rhel" | "fedora" | "centos" | "rocky" | "almalinux" | "ol" | "suse" | "sles"))
-    {
+    } else if ids.iter().any(|id| {
+        matches!(
+            *id,
+            "rhel" | "fedora" | "centos" | "rocky" | "almalinux" | "ol" | "suse" | "sles"
+        )
+    }) {
         Some(Family::Rpm)
     } else {
         None
@@ -258,11 +260,18 @@ Conf tzdata (2024a-0ubuntu0.22.04.1 Ubuntu:22.04/jammy-updates [all])
     #[test]
     fn apt_simulation_counts_inst_lines_and_security_origins() {
         assert_eq!(parse_apt_simulation(APT_JAMMY), (3, 2));
-        let bookworm = "Inst libc6 [2.36-9+deb12u3] (2.36-9+deb12u4 Debian-Security:12/stable-security [amd64])\n";
+        let bookworm =
+            "Inst libc6 [2.36-9+deb12u3] (2.36-9+deb12u4 Debian-Security:12/stable-security [amd64])\n";
         assert_eq!(parse_apt_simulation(bookworm), (1, 1));
-        assert_eq!(parse_apt_simulation("0 upgraded, 0 newly installed, 0 to remove and 0 not upgraded.\n"), (0, 0));
+        assert_eq!(
+            parse_apt_simulation("0 upgraded, 0 newly installed, 0 to remove and 0 not upgraded.\n"),
+            (0, 0)
+        );
         // A package named like a security archive is not a security update by itself.
-        assert_eq!(parse_apt_simulation("Inst x-security-tools [1] (2 Debian:12/stable [all])\n"), (1, 0));
+        assert_eq!(
+            parse_apt_simulation("Inst x-security-tools [1] (2 Debian:12/stable [all])\n"),
+            (1, 0)
+        );
     }
 
     #[test]
@@ -273,7 +282,9 @@ Conf tzdata (2024a-0ubuntu0.22.04.1 Ubuntu:22.04/jammy-updates [all])
         assert_eq!(kernels.len(), 2);
         assert_eq!(kernels[1].0, "5.14.0-427.42.1.el9_4.x86_64");
         assert_eq!(
-            parse_needs_restarting("Core libraries or services have been updated since boot-up:\n  * kernel\n  * systemd\n\nReboot is required to fully utilize these updates.\nMore information: https://access.redhat.com/solutions/27943\n"),
+            parse_needs_restarting(
+                "Core libraries or services have been updated since boot-up:\n  * kernel\n  * systemd\n\nReboot is required to fully utilize these updates.\nMore information: https://access.redhat.com/solutions/27943\n"
+            ),
             vec!["kernel", "systemd"]
         );
     }
@@ -295,7 +306,10 @@ Error: Cache-only enabled but no cache for 'rhel-9-for-x86_64-baseos-rpms'
     fn os_release_decides_the_family() {
         assert_eq!(family_of("ID=ubuntu\nID_LIKE=debian\n"), Some(Family::Dpkg));
         assert_eq!(family_of("ID=\"rhel\"\nID_LIKE=\"fedora\"\n"), Some(Family::Rpm));
-        assert_eq!(family_of("ID=\"rocky\"\nID_LIKE=\"rhel centos fedora\"\n"), Some(Family::Rpm));
+        assert_eq!(
+            family_of("ID=\"rocky\"\nID_LIKE=\"rhel centos fedora\"\n"),
+            Some(Family::Rpm)
+        );
         assert_eq!(family_of("ID=alpine\n"), None);
     }
 
@@ -332,7 +346,10 @@ Error: Cache-only enabled but no cache for 'rhel-9-for-x86_64-baseos-rpms'
         };
         assert_eq!(s.package_family.as_deref(), Some("dpkg"));
         assert_eq!(s.reboot_required, Some(false));
-        assert_eq!((s.pending_updates, s.pending_security_updates), (Some(2), Some(0)));
+        assert_eq!(
+            (s.pending_updates, s.pending_security_updates),
+            (Some(2), Some(0))
+        );
         assert_eq!(s.newest_kernel, None);
     }
 
@@ -345,14 +362,20 @@ Error: Cache-only enabled but no cache for 'rhel-9-for-x86_64-baseos-rpms'
             std::fs::create_dir_all(p.parent().unwrap()).unwrap();
             std::fs::write(p, text).unwrap();
         };
-        write(".callhome/capture.json", r#"{"captured_at": "2026-11-20T09:00:00Z"}"#);
+        write(
+            ".callhome/capture.json",
+            r#"{"captured_at": "2026-11-20T09:00:00Z"}"#,
+        );
         write(
             ".callhome/files.json",
             r#"{"/var/run/reboot-required": {"len": 32, "is_dir": false, "modified": "2026-11-14T06:25:03Z"}}"#,
         );
         write("etc/os-release", "ID=debian\nVERSION_ID=\"12\"\n");
         write("var/run/reboot-required", "*** System restart required ***\n");
-        write("var/run/reboot-required.pkgs", "linux-image-6.1.0-27-amd64\nlibc6\nlibc6\n");
+        write(
+            "var/run/reboot-required.pkgs",
+            "linux-image-6.1.0-27-amd64\nlibc6\nlibc6\n",
+        );
         let key = crate::source::command_key(APT_SIMULATE);
         write(&format!(".callhome/commands/{key}/stdout"), APT_JAMMY);
         let ctx = testing::context(root.to_str().unwrap());
@@ -362,6 +385,9 @@ Error: Cache-only enabled but no cache for 'rhel-9-for-x86_64-baseos-rpms'
         assert_eq!(s.reboot_required, Some(true));
         assert_eq!(s.reboot_required_since, Some(datetime!(2026-11-14 06:25:03 UTC)));
         assert_eq!(s.reboot_packages, vec!["linux-image-6.1.0-27-amd64", "libc6"]);
-        assert_eq!((s.pending_updates, s.pending_security_updates), (Some(3), Some(2)));
+        assert_eq!(
+            (s.pending_updates, s.pending_security_updates),
+            (Some(3), Some(2))
+        );
     }
 }

@@ -8,11 +8,12 @@ use time::OffsetDateTime;
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct MemoryPressureSection {
     /// `/proc/pressure/cpu`; `None` when the kernel has no PSI (before Linux 4.20, or `psi=0`).
-    pub cpu: Option<Pressure>,
+    /// (Boxed, here and below, only to keep the section small in memory; the JSON is the same.)
+    pub cpu: Option<Box<Pressure>>,
     /// `/proc/pressure/memory`; `None` as for `cpu`.
-    pub memory: Option<Pressure>,
+    pub memory: Option<Box<Pressure>>,
     /// `/proc/pressure/io`; `None` as for `cpu`.
-    pub io: Option<Pressure>,
+    pub io: Option<Box<Pressure>>,
     /// OOM kills since boot (`oom_kill` in `/proc/vmstat`, Linux 4.13 and later).
     pub oom_kills_since_boot: Option<u64>,
     /// Processes the OOM killer killed in the 24 h before the snapshot, newest first, at most 20,
