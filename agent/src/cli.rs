@@ -148,6 +148,7 @@ async fn collect(loaded: &LoadedConfig, source: &Arc<dyn HostSource>) -> anyhow:
     let config = Arc::new(loaded.config.clone());
     let host_id = StateDir::new(&config.state_dir).host_id_or_ephemeral();
     let snapshot = snapshot::collect(&config, source, AgentHealth::default(), host_id, PROBES).await;
+    let snapshot = crate::redact::apply(&config.redaction, snapshot).context("cannot redact the snapshot")?;
     if let Err(error) = snapshot.validate() {
         tracing::error!(%error, "the snapshot breaks the schema: the collector would refuse it");
     }
@@ -257,6 +258,8 @@ async fn send(loaded: &LoadedConfig, source: &Arc<dyn HostSource>) -> anyhow::Re
         PROBES,
     )
     .await;
+    // Before anything is spooled or sent (SPEC §6).
+    let snapshot = crate::redact::apply(&config.redaction, snapshot).context("cannot redact the snapshot")?;
     snapshot
         .validate()
         .context("the snapshot breaks the schema (a bug in the agent)")?;

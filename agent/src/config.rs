@@ -12,6 +12,10 @@
 //! # ca_file = "/etc/callhome/ca.pem"      # trust ONLY these roots (default: the system roots)
 //! timeout_secs = 30
 //!
+//! [redaction]                       # what leaves the host (module `redact`)
+//! hostnames = "keep"                # keep | hash | drop; also ip_addresses, user_names, domain_names
+//! # key_file = "/etc/callhome/redaction.key"  # secret for "hash"; required as soon as one is "hash"
+//!
 //! [probes.system]                   # one table per probe, named as in `probes::PROBES`
 //! enabled = true                    # default: the probe table's default
 //! timeout_secs = 5
@@ -76,6 +80,8 @@ pub struct Config {
     pub probes: BTreeMap<Spanned<String>, ProbeConfig>,
     pub controllers: ControllersConfig,
     pub certificates: CertificatesConfig,
+    /// What is hashed or dropped before a snapshot leaves the host.
+    pub redaction: crate::redact::RedactionConfig,
 }
 
 /// `[controllers]`: how the `controllers` probe checks each Delivery Controller.
@@ -136,6 +142,7 @@ impl Default for Config {
             probes: BTreeMap::new(),
             controllers: ControllersConfig::default(),
             certificates: CertificatesConfig::default(),
+            redaction: crate::redact::RedactionConfig::default(),
         }
     }
 }
@@ -358,6 +365,7 @@ impl Config {
                 });
             }
         }
+        problems.extend(self.redaction.problems(&line));
         problems.sort_by_key(|p| p.line.unwrap_or(0));
         problems
     }

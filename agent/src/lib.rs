@@ -13,6 +13,7 @@ pub mod cli;
 pub mod config;
 pub mod deliver;
 pub mod probes;
+pub mod redact;
 pub mod snapshot;
 pub mod source;
 pub mod state;

@@ -1,7 +1,62 @@
-//! `agent` probe: being written (issue 3); until then it reports that it has nothing.
+//! `agent` probe: the agent's own health, from the [`AgentHealth`](super::AgentHealth) that whoever
+//! runs the probes fills (the delivery and spool code). It describes the running agent, so it is
+//! the same under `--root`: a tree changes the host read, not the agent reading it.
 
-use super::{ProbeContext, ProbeFailure, ProbeOutput};
+use callhome_shared::AgentSection;
 
-pub(super) fn probe(_ctx: &ProbeContext) -> Result<ProbeOutput, ProbeFailure> {
-    Err(ProbeFailure("not implemented yet".into()))
+use super::{ProbeContext, ProbeFailure, ProbeOutput, Section};
+
+pub(super) fn probe(ctx: &ProbeContext) -> Result<ProbeOutput, ProbeFailure> {
+    let health = &ctx.agent;
+    Ok(ProbeOutput::Section(Section::Agent(AgentSection {
+        version: crate::AGENT_VERSION.to_string(),
+        spool_depth: health.spool_depth,
+        spool_bytes: health.spool_bytes,
+        last_delivery: health.last_delivery,
+        dropped_since_last_delivery: health.dropped_since_last_delivery,
+        quarantined: health.quarantined,
+        last_error: health.last_error.clone(),
+    })))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::probes::{AgentHealth, testing};
+    use time::macros::datetime;
+
+    #[test]
+    fn reports_the_health_it_is_given_and_its_own_version() {
+        let ctx = ProbeContext {
+            agent: Arc::new(AgentHealth {
+                spool_depth: 3,
+                spool_bytes: 24_576,
+                dropped_since_last_delivery: 1,
+                quarantined: 2,
+                last_delivery: Some(datetime!(2026-11-20 08:00:00 UTC)),
+                last_error: Some("collector answered 503".into()),
+            }),
+            ..testing::context("rpm-healthy")
+        };
+        let Section::Agent(s) = testing::section(probe, &ctx) else {
+            panic!()
+        };
+        assert_eq!(s.version, env!("CARGO_PKG_VERSION"));
+        assert_eq!((s.spool_depth, s.spool_bytes), (3, 24_576));
+        assert_eq!((s.dropped_since_last_delivery, s.quarantined), (1, 2));
+        assert_eq!(s.last_delivery, Some(datetime!(2026-11-20 08:00:00 UTC)));
+        assert_eq!(s.last_error.as_deref(), Some("collector answered 503"));
+    }
+
+    #[test]
+    fn defaults_are_an_empty_spool_and_no_delivery_yet() {
+        let Section::Agent(s) = testing::section(probe, &testing::context("rpm-healthy")) else {
+            panic!()
+        };
+        assert_eq!(s.spool_depth, 0);
+        assert_eq!(s.last_delivery, None);
+        assert_eq!(s.last_error, None);
+    }
 }

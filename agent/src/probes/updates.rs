@@ -1,7 +1,393 @@
-//! `updates` probe: being written (issue 3); until then it reports that it has nothing.
+//! `updates` probe: pending reboot and pending (security) updates, from local state only.
+//!
+//! The package family comes from os-release(5) `ID`/`ID_LIKE`.
+//! - Debian family: `/var/run/reboot-required` (written by update-notifier-common's and
+//!   unattended-upgrades' hooks when an update needs a reboot; its mtime is when) and
+//!   `/var/run/reboot-required.pkgs`; pending updates from a simulated upgrade,
+//!   `apt-get -s -o Debug::NoLocking=1 upgrade`, whose `Inst` lines name the origin archive
+//!   (`jammy-security`, `bookworm-security`): it reads the local package lists and never downloads.
+//! - RPM family: `needs-restarting -r` (dnf-utils; exit 1 = reboot needed, 0 = not), and the
+//!   installed kernels (`rpm -q kernel` with their install times) against the running one
+//!   (`/proc/sys/kernel/osrelease`); pending security updates from
+//!   `dnf -q --cacheonly updateinfo list --security` (`--cacheonly`: a probe never reaches the
+//!   network; without a metadata cache dnf fails and the count is `None`).
+//!
+//! A tool that is missing, fails or runs out of the probe's time leaves its figure `None`: the
+//! section still reports what the others said. dnf runs last because it is the slowest.
 
-use super::{ProbeContext, ProbeFailure, ProbeOutput};
+use std::collections::BTreeSet;
+use std::io;
+use std::time::{Duration, Instant};
 
-pub(super) fn probe(_ctx: &ProbeContext) -> Result<ProbeOutput, ProbeFailure> {
-    Err(ProbeFailure("not implemented yet".into()))
+use callhome_shared::UpdatesSection;
+use time::OffsetDateTime;
+
+use super::{ProbeContext, ProbeFailure, ProbeOutput, Section};
+use crate::source::CommandOutput;
+
+const MAX_PACKAGES: usize = 20;
+
+/// Time kept back from a slow package tool for the probe to return its section.
+const RESERVE: Duration = Duration::from_millis(300);
+
+const APT_SIMULATE: &[&str] = &["apt-get", "-s", "-o", "Debug::NoLocking=1", "upgrade"];
+const NEEDS_RESTARTING: &[&str] = &["needs-restarting", "-r"];
+const RPM_KERNELS: &[&str] = &[
+    "rpm",
+    "-q",
+    "kernel",
+    "--qf",
+    "%{VERSION}-%{RELEASE}.%{ARCH} %{INSTALLTIME}\\n",
+];
+const DNF_SECURITY: &[&str] = &["dnf", "-q", "--cacheonly", "updateinfo", "list", "--security"];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Family {
+    Dpkg,
+    Rpm,
+}
+
+pub(super) fn probe(ctx: &ProbeContext) -> Result<ProbeOutput, ProbeFailure> {
+    let os = ctx
+        .read_text("/etc/os-release")
+        .or_else(|_| ctx.read_text("/usr/lib/os-release"))
+        .unwrap_or_default();
+    let Some(family) = family_of(&os) else {
+        return Ok(ProbeOutput::NoData);
+    };
+    let running_kernel = ctx
+        .read_text("/proc/sys/kernel/osrelease")
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty());
+    let mut section = UpdatesSection {
+        running_kernel,
+        ..UpdatesSection::default()
+    };
+    match family {
+        Family::Dpkg => debian(ctx, &mut section),
+        Family::Rpm => rpm(ctx, &mut section),
+    }
+    Ok(ProbeOutput::Section(Section::Updates(section)))
+}
+
+fn family_of(os_release: &str) -> Option<Family> {
+    let os = super::system::parse_os_release(os_release);
+    let ids: Vec<&str> = ["ID", "ID_LIKE"]
+        .iter()
+        .filter_map(|k| os.get(*k))
+        .flat_map(|v| v.split_whitespace())
+        .collect();
+    if ids.iter().any(|id| matches!(*id, "debian" | "ubuntu")) {
+        Some(Family::Dpkg)
+    } else if ids.iter().any(|id| {
+        matches!(
+            *id,
+            "rhel" | "fedora" | "centos" | "rocky" | "almalinux" | "ol" | "suse" | "sles"
+        )
+    }) {
+        Some(Family::Rpm)
+    } else {
+        None
+    }
+}
+
+fn debian(ctx: &ProbeContext, s: &mut UpdatesSection) {
+    s.package_family = Some("dpkg".into());
+    // /var/run is a symlink to /run on every current distribution; a tree may hold either.
+    let flag = ["/var/run/reboot-required", "/run/reboot-required"]
+        .iter()
+        .map(|p| ctx.source.metadata(p))
+        .find(|m| !matches!(m, Err(e) if e.kind() == io::ErrorKind::NotFound));
+    match flag {
+        None => s.reboot_required = Some(false),
+        Some(Ok(meta)) => {
+            s.reboot_required = Some(true);
+            s.reboot_required_since = meta.modified;
+            let pkgs = ctx
+                .read_text("/var/run/reboot-required.pkgs")
+                .or_else(|_| ctx.read_text("/run/reboot-required.pkgs"))
+                .unwrap_or_default();
+            s.reboot_packages = bounded_unique(pkgs.lines().map(str::trim));
+        }
+        Some(Err(_)) => {}
+    }
+    if let Some(out) = run_slow(ctx, APT_SIMULATE).filter(|o| o.success()) {
+        let (all, security) = parse_apt_simulation(&out.stdout_text());
+        s.pending_updates = Some(all);
+        s.pending_security_updates = Some(security);
+    }
+}
+
+fn rpm(ctx: &ProbeContext, s: &mut UpdatesSection) {
+    s.package_family = Some("rpm".into());
+    let kernels = ctx
+        .run(RPM_KERNELS)
+        .ok()
+        .filter(|o| o.success())
+        .map(|o| parse_rpm_kernels(&o.stdout_text()))
+        .unwrap_or_default();
+    let newest = kernels.iter().max_by_key(|(_, installed)| *installed).cloned();
+    let newer_kernel_waits = match (&newest, &s.running_kernel) {
+        (Some((newest, _)), Some(running)) => Some(newest != running),
+        _ => None,
+    };
+    s.newest_kernel = newest.as_ref().map(|(k, _)| k.clone());
+
+    let needs_restarting = ctx.run(NEEDS_RESTARTING).ok().and_then(|o| match o.status {
+        Some(0) => Some((false, Vec::new())),
+        Some(1) => Some((true, parse_needs_restarting(&o.stdout_text()))),
+        _ => None,
+    });
+    match needs_restarting {
+        Some((required, packages)) => {
+            s.reboot_required = Some(required);
+            s.reboot_packages = bounded_unique(packages.iter().map(String::as_str));
+        }
+        None => s.reboot_required = newer_kernel_waits,
+    }
+    if s.reboot_required == Some(true) && newer_kernel_waits == Some(true) {
+        s.reboot_required_since = newest.map(|(_, installed)| installed);
+    }
+    if let Some(out) = run_slow(ctx, DNF_SECURITY).filter(|o| o.success()) {
+        s.pending_security_updates = Some(parse_dnf_security(&out.stdout_text()));
+    }
+}
+
+/// Runs a slow package tool with the probe's remaining time minus [`RESERVE`], so that a tool that
+/// runs out of time costs only its own figure, not the section. (apt rebuilds its package cache on
+/// every run where the cache is disabled, as in Docker images: seconds instead of a fraction.)
+fn run_slow(ctx: &ProbeContext, argv: &[&str]) -> Option<CommandOutput> {
+    let left = ctx.deadline.saturating_duration_since(Instant::now());
+    let budget = left.checked_sub(RESERVE)?;
+    match ctx.source.run(argv, budget) {
+        Ok(out) => Some(out),
+        Err(error) => {
+            tracing::debug!(command = argv[0], %error, "package tool gave no answer");
+            None
+        }
+    }
+}
+
+fn bounded_unique<'a>(items: impl Iterator<Item = &'a str>) -> Vec<String> {
+    let mut seen = BTreeSet::new();
+    items
+        .filter(|p| !p.is_empty() && seen.insert(*p))
+        .take(MAX_PACKAGES)
+        .map(str::to_string)
+        .collect()
+}
+
+/// `apt-get -s upgrade`: one `Inst PACKAGE [OLD] (NEW ORIGIN, ORIGIN [ARCH])` line per package to
+/// upgrade. A package counts as a security update when one of its origins is a `-security` archive.
+fn parse_apt_simulation(text: &str) -> (u64, u64) {
+    let mut all = 0;
+    let mut security = 0;
+    for line in text.lines() {
+        let Some(rest) = line.strip_prefix("Inst ") else {
+            continue;
+        };
+        all += 1;
+        let origins = rest.find('(').map_or("", |i| &rest[i..]);
+        if origins.to_ascii_lowercase().contains("-security") {
+            security += 1;
+        }
+    }
+    (all, security)
+}
+
+/// `rpm -q kernel --qf '%{VERSION}-%{RELEASE}.%{ARCH} %{INSTALLTIME}\n'`: `version-release.arch`
+/// and install time (seconds since the epoch), one line per installed kernel. ("package kernel is
+/// not installed" lines do not parse and are skipped.)
+fn parse_rpm_kernels(text: &str) -> Vec<(String, OffsetDateTime)> {
+    text.lines()
+        .filter_map(|line| {
+            let (name, installed) = line.trim().rsplit_once(' ')?;
+            let installed = OffsetDateTime::from_unix_timestamp(installed.parse().ok()?).ok()?;
+            (!name.contains(' ')).then(|| (name.to_string(), installed))
+        })
+        .collect()
+}
+
+/// `needs-restarting -r` exit 1 lists what changed as `  * kernel` lines.
+fn parse_needs_restarting(text: &str) -> Vec<String> {
+    text.lines()
+        .filter_map(|l| l.trim_start().strip_prefix("* "))
+        .map(|p| p.trim().to_string())
+        .collect()
+}
+
+/// `dnf updateinfo list --security`: `ADVISORY SEVERITY/Sec. PACKAGE-NEVRA` per advisory and
+/// package; the count is of distinct packages.
+fn parse_dnf_security(text: &str) -> u64 {
+    let packages: BTreeSet<&str> = text
+        .lines()
+        .filter_map(|l| {
+            let mut cols = l.split_whitespace();
+            let advisory = cols.next()?;
+            let kind = cols.next()?;
+            let package = cols.next()?;
+            (advisory.contains('-') && kind.contains("Sec")).then_some(package)
+        })
+        .collect();
+    packages.len() as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::probes::testing;
+    use time::macros::datetime;
+
+    const APT_JAMMY: &str = "\
+NOTE: This is only a simulation!
+      apt-get needs root privileges for real execution.
+Reading package lists...
+Building dependency tree...
+Reading state information...
+Calculating upgrade...
+The following packages will be upgraded:
+  libssl3 openssl tzdata
+3 upgraded, 0 newly installed, 0 to remove and 0 not upgraded.
+Inst libssl3 [3.0.2-0ubuntu1.15] (3.0.2-0ubuntu1.18 Ubuntu:22.04/jammy-updates, Ubuntu:22.04/jammy-security [amd64])
+Inst openssl [3.0.2-0ubuntu1.15] (3.0.2-0ubuntu1.18 Ubuntu:22.04/jammy-updates, Ubuntu:22.04/jammy-security [amd64])
+Inst tzdata [2024a-0ubuntu0.22.04] (2024a-0ubuntu0.22.04.1 Ubuntu:22.04/jammy-updates [all])
+Conf libssl3 (3.0.2-0ubuntu1.18 Ubuntu:22.04/jammy-updates, Ubuntu:22.04/jammy-security [amd64])
+Conf openssl (3.0.2-0ubuntu1.18 Ubuntu:22.04/jammy-updates, Ubuntu:22.04/jammy-security [amd64])
+Conf tzdata (2024a-0ubuntu0.22.04.1 Ubuntu:22.04/jammy-updates [all])
+";
+
+    #[test]
+    fn apt_simulation_counts_inst_lines_and_security_origins() {
+        assert_eq!(parse_apt_simulation(APT_JAMMY), (3, 2));
+        let bookworm =
+            "Inst libc6 [2.36-9+deb12u3] (2.36-9+deb12u4 Debian-Security:12/stable-security [amd64])\n";
+        assert_eq!(parse_apt_simulation(bookworm), (1, 1));
+        assert_eq!(
+            parse_apt_simulation("0 upgraded, 0 newly installed, 0 to remove and 0 not upgraded.\n"),
+            (0, 0)
+        );
+        // A package named like a security archive is not a security update by itself.
+        assert_eq!(
+            parse_apt_simulation("Inst x-security-tools [1] (2 Debian:12/stable [all])\n"),
+            (1, 0)
+        );
+    }
+
+    #[test]
+    fn rpm_kernel_list_and_needs_restarting() {
+        let kernels = parse_rpm_kernels(
+            "5.14.0-427.13.1.el9_4.x86_64 1713343959\n5.14.0-427.42.1.el9_4.x86_64 1795000000\npackage kernel-rt is not installed\n",
+        );
+        assert_eq!(kernels.len(), 2);
+        assert_eq!(kernels[1].0, "5.14.0-427.42.1.el9_4.x86_64");
+        assert_eq!(
+            parse_needs_restarting(
+                "Core libraries or services have been updated since boot-up:\n  * kernel\n  * systemd\n\nReboot is required to fully utilize these updates.\nMore information: https://access.redhat.com/solutions/27943\n"
+            ),
+            vec!["kernel", "systemd"]
+        );
+    }
+
+    #[test]
+    fn dnf_security_counts_distinct_packages() {
+        let text = "\
+RHSA-2024:9315 Important/Sec. kernel-5.14.0-427.42.1.el9_4.x86_64
+RHSA-2024:9315 Important/Sec. kernel-core-5.14.0-427.42.1.el9_4.x86_64
+RHSA-2024:9401 Moderate/Sec.  kernel-core-5.14.0-427.42.1.el9_4.x86_64
+RHSA-2024:8856 Low/Sec.       openssl-libs-1:3.0.7-28.el9_4.x86_64
+Error: Cache-only enabled but no cache for 'rhel-9-for-x86_64-baseos-rpms'
+";
+        assert_eq!(parse_dnf_security(text), 3);
+        assert_eq!(parse_dnf_security(""), 0);
+    }
+
+    #[test]
+    fn os_release_decides_the_family() {
+        assert_eq!(family_of("ID=ubuntu\nID_LIKE=debian\n"), Some(Family::Dpkg));
+        assert_eq!(family_of("ID=\"rhel\"\nID_LIKE=\"fedora\"\n"), Some(Family::Rpm));
+        assert_eq!(
+            family_of("ID=\"rocky\"\nID_LIKE=\"rhel centos fedora\"\n"),
+            Some(Family::Rpm)
+        );
+        assert_eq!(family_of("ID=alpine\n"), None);
+    }
+
+    #[test]
+    fn rpm_healthy_runs_its_newest_kernel_and_has_no_pending_security_update() {
+        let Section::Updates(s) = testing::section(probe, &testing::context("rpm-healthy")) else {
+            panic!()
+        };
+        assert_eq!(s.package_family.as_deref(), Some("rpm"));
+        assert_eq!(s.reboot_required, Some(false));
+        assert_eq!(s.reboot_required_since, None);
+        assert_eq!(s.newest_kernel, s.running_kernel);
+        assert_eq!(s.pending_security_updates, Some(0));
+        assert_eq!(s.pending_updates, None);
+    }
+
+    #[test]
+    fn disk_full_waits_for_a_reboot_into_a_newer_kernel_and_dnf_has_no_cache() {
+        let Section::Updates(s) = testing::section(probe, &testing::context("disk-full")) else {
+            panic!()
+        };
+        assert_eq!(s.reboot_required, Some(true));
+        assert_eq!(s.reboot_packages, vec!["kernel", "linux-firmware"]);
+        assert_eq!(s.running_kernel.as_deref(), Some("5.14.0-427.13.1.el9_4.x86_64"));
+        assert_eq!(s.newest_kernel.as_deref(), Some("5.14.0-427.42.1.el9_4.x86_64"));
+        assert_eq!(s.reboot_required_since, Some(datetime!(2026-11-12 03:12:45 UTC)));
+        assert_eq!(s.pending_security_updates, None);
+    }
+
+    #[test]
+    fn deb_healthy_has_no_reboot_flag_and_two_plain_updates() {
+        let Section::Updates(s) = testing::section(probe, &testing::context("deb-healthy")) else {
+            panic!()
+        };
+        assert_eq!(s.package_family.as_deref(), Some("dpkg"));
+        assert_eq!(s.reboot_required, Some(false));
+        assert_eq!(
+            (s.pending_updates, s.pending_security_updates),
+            (Some(2), Some(0))
+        );
+        assert_eq!(s.newest_kernel, None);
+    }
+
+    #[test]
+    fn debian_reboot_flag_gives_since_and_packages() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let write = |path: &str, text: &str| {
+            let p = root.join(path);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, text).unwrap();
+        };
+        write(
+            ".callhome/capture.json",
+            r#"{"captured_at": "2026-11-20T09:00:00Z"}"#,
+        );
+        write(
+            ".callhome/files.json",
+            r#"{"/var/run/reboot-required": {"len": 32, "is_dir": false, "modified": "2026-11-14T06:25:03Z"}}"#,
+        );
+        write("etc/os-release", "ID=debian\nVERSION_ID=\"12\"\n");
+        write("var/run/reboot-required", "*** System restart required ***\n");
+        write(
+            "var/run/reboot-required.pkgs",
+            "linux-image-6.1.0-27-amd64\nlibc6\nlibc6\n",
+        );
+        let key = crate::source::command_key(APT_SIMULATE);
+        write(&format!(".callhome/commands/{key}/stdout"), APT_JAMMY);
+        let ctx = testing::context(root.to_str().unwrap());
+        let Section::Updates(s) = testing::section(probe, &ctx) else {
+            panic!()
+        };
+        assert_eq!(s.reboot_required, Some(true));
+        assert_eq!(s.reboot_required_since, Some(datetime!(2026-11-14 06:25:03 UTC)));
+        assert_eq!(s.reboot_packages, vec!["linux-image-6.1.0-27-amd64", "libc6"]);
+        assert_eq!(
+            (s.pending_updates, s.pending_security_updates),
+            (Some(3), Some(2))
+        );
+    }
 }
