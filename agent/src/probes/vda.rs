@@ -4,24 +4,27 @@
 //!
 //! Sources (Citrix, "Linux Virtual Delivery Agent" documentation, chapters "Log collection" and "The
 //! monitor service daemon"):
-//! - the package: `rpm -q XenDesktopVDA` or `dpkg-query -W xendesktopvda`, the host family's tool
-//!   first. Neither tool reporting the package means no VDA here: no data, not an error.
+//! - the package: `rpm -q XenDesktopVDA`, or `dpkg-query -W` with `${Status}` for `xendesktopvda`,
+//!   the host family's tool first. Neither tool reporting the package means no VDA here: no data,
+//!   not an error.
 //! - `ListOfDDCs` through `ctxreg` (the same command line as the `controllers` probe).
-//! - registration: the tails of the newest `vda.YYYY-MM-DD.hh.mm.ss.log` (older releases:
-//!   `vda.log`) and of `jproxy.log` in `/var/log/xdl`, both documented as carrying "VDA registration".
-//! - sessions: `ctxqsession`; Xorg processes: `pgrep -c -x Xorg` (one Xorg per session).
+//! - registration: the tails of `jproxy.log` and of the newest `vda.YYYY-MM-DD.hh.mm.ss.log` (older
+//!   releases: `vda.log`) in `/var/log/xdl`, both documented as carrying "VDA registration".
+//! - sessions: `ctxqsession`; Xorg processes: `pgrep -c -x Xorg` (each session has its own Xorg).
 //! - verbose logging: `setlog levels` (levels per class: Disabled, Inherited, Verbose, Information,
-//!   Warnings, Errors, Fatal Errors), and the two documented config files `/etc/xdl/log4j2.xml`
-//!   (jproxy.log) and `/etc/xdl/brokeragent.conf` (vda logs).
+//!   Warnings, Errors, Fatal Errors; root only), and the two config files the documentation names,
+//!   `/etc/xdl/log4j2.xml` (jproxy.log) and `/etc/xdl/brokeragent.conf` (vda logs).
 //! - the monitor service `ctxmonitord`: restarts of key processes in `/var/log/xdl/ms.log`, XDPing runs
 //!   in `/var/log/xdl/msxdping.log`.
 //!
-//! Caveat on formats: Citrix documents where these logs are, not their line formats. The parsers here
-//! match the message texts of the VDA's registration events (the Windows VDA's documented texts, which
-//! the Linux broker agent shares: "successfully registered with delivery controller", "failed to
-//! register", "lost contact with", "Error Details: ...") and common time stamp layouts, and ignore
-//! what they do not recognise; the fixtures are written, not captured. Log time stamps without an
-//! offset are taken as UTC.
+//! Caveat on formats: Citrix documents where these logs are, not their line formats, nor the output
+//! of `ctxqsession`, `setlog levels` or XDPing, and no captured sample was at hand. The parsers match
+//! the registration event texts the Windows VDA documents (CTX126992: "successfully registered with
+//! delivery controller", "failed to register with any delivery controller", "cannot connect to the
+//! delivery controller", "lost contact with", "Error Details: ..."), assuming the Linux broker agent
+//! logs the same texts, and common time stamp layouts; they skip what they do not recognise rather
+//! than fail. The fixtures are written to these assumptions, not captured. Log time stamps without
+//! an offset are taken as UTC.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io;

@@ -33,7 +33,7 @@ pub struct ServiceUnit {
     pub result: Option<String>,
     /// `UnitFileState`: `enabled`, `disabled`, `static`, `masked`, ...
     pub unit_file_state: Option<String>,
-    /// Automatic restarts since the unit was last started by hand (`NRestarts`, systemd 235 and later).
+    /// Automatic restarts systemd made of the unit (`NRestarts`, systemd 235 and later).
     pub restarts: Option<u32>,
     /// Since when the unit is in its state: when it became active if active, else its last state change.
     #[serde(default, with = "time::serde::rfc3339::option")]

@@ -23,7 +23,8 @@ pub struct VdaSection {
     pub sessions: Option<VdaSessions>,
     /// Running `Xorg` processes.
     pub xorg_processes: Option<u32>,
-    /// `Xorg` processes beyond one per active or disconnected session: residues of ended sessions.
+    /// `Xorg` processes beyond one per active or disconnected session: residues of ended sessions (or
+    /// the X server of a local graphical console, on a host that runs one).
     pub xorg_without_session: Option<u32>,
     /// `/var/log/xdl`; `None` when the folder does not exist.
     pub log_dir: Option<VdaLogDir>,
