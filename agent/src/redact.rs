@@ -128,39 +128,32 @@ pub enum Category {
 pub const FIELDS: &[(&str, Category)] = &[
     ("host.hostname", Category::Hostname),
     // identity
-    ("sections.identity.hostname", Category::Hostname),
-    ("sections.identity.fqdn", Category::Hostname),
-    ("sections.identity.hostnames", Category::Hostname),
-    ("sections.identity.machine_account", Category::UserName),
-    ("sections.identity.domain", Category::DomainName),
-    ("sections.identity.dns_domain", Category::DomainName),
-    ("sections.identity.domains", Category::DomainName),
-    ("sections.identity.realm", Category::DomainName),
-    ("sections.identity.realms", Category::DomainName),
-    ("sections.identity.workgroup", Category::DomainName),
-    ("sections.identity.nameservers", Category::Host),
-    ("sections.identity.domain_controllers", Category::Host),
-    ("sections.identity.kdcs", Category::Host),
+    ("sections.identity.hostname.short_name", Category::Hostname),
+    ("sections.identity.hostname.fqdn", Category::Hostname),
+    // Machine-account principals embed the host's name (`VDA01$@EXAMPLE.COM`, `host/vda01.example.com@…`).
+    ("sections.identity.kerberos.keytab.principals", Category::Hostname),
+    ("sections.identity.kerberos.default_realm", Category::DomainName),
+    ("sections.identity.domain.domain", Category::DomainName),
+    ("sections.identity.domain.realm", Category::DomainName),
+    ("sections.identity.domain.sssd_active_dc", Category::Host),
+    ("sections.identity.resolver.nameservers", Category::Host),
+    ("sections.identity.resolver.upstream_nameservers", Category::Host),
+    ("sections.identity.resolver.search", Category::DomainName),
     // vda
     ("sections.vda.controllers", Category::Host),
-    ("sections.vda.list_of_ddcs", Category::Host),
-    // controllers
-    ("sections.controllers.controllers[*].name", Category::Host),
-    ("sections.controllers.controllers[*].host", Category::Host),
-    ("sections.controllers.controllers[*].address", Category::Host),
-    ("sections.controllers.controllers[*].addresses", Category::Host),
-    // listeners
-    ("sections.listeners.listeners[*].address", Category::Host),
-    ("sections.listeners.listeners[*].local_address", Category::Host),
-    // timesync
-    ("sections.timesync.servers", Category::Host),
-    ("sections.timesync.sources[*].name", Category::Host),
-    ("sections.timesync.sources[*].address", Category::Host),
-    // certificates
     (
-        "sections.certificates.certificates[*].subject_alt_names",
+        "sections.vda.registration.last_registered_controller",
         Category::Host,
     ),
+    // controllers
+    ("sections.controllers.controllers[*].name", Category::Host),
+    ("sections.controllers.controllers[*].addresses", Category::Host),
+    ("sections.controllers.controllers[*].reverse_name", Category::Host),
+    // listeners
+    ("sections.listeners.ports[*].addresses", Category::Host),
+    // timesync
+    ("sections.timesync.reference", Category::Host),
+    // certificates
     ("sections.certificates.certificates[*].dns_names", Category::Host),
 ];
 
