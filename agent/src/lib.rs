@@ -15,6 +15,7 @@ pub mod deliver;
 pub mod probes;
 pub mod snapshot;
 pub mod source;
+pub mod spool;
 pub mod state;
 
 /// The agent's version, as reported in snapshots, at enrollment and in the `user-agent` header.
