@@ -354,11 +354,13 @@ pub async fn send_once(config: &Arc<Config>, source: &Arc<dyn HostSource>) -> an
     let enrollment = state.load_enrollment()?;
     let mut courier = Courier::open(config).context("cannot open the spool")?;
     let (health, mark) = courier.health_now();
+    let dropped = health.dropped_since_last_delivery;
     let snapshot = prepare_snapshot(config, source, health, enrollment.host_id).await;
     snapshot
         .validate()
         .context("the snapshot breaks the schema (a bug in the agent)")?;
     let id = snapshot.id;
+    tracing::debug!(snapshot = %id, probes_ms = snapshot.collection_ms, dropped, "taken");
     let body = encode_body(&snapshot)?;
     drop(snapshot);
     let stored = courier.store(id, mark, &body);
