@@ -283,7 +283,10 @@ fn spool(loaded: &LoadedConfig, json: bool) -> anyhow::Result<()> {
         report.max_bytes
     );
     if !report.waiting.is_empty() {
-        println!("{:<36}  {:<20}  {:>8}  {:>8}", "SNAPSHOT", "TAKEN", "AGE", "BYTES");
+        println!(
+            "{:<36}  {:<20}  {:>8}  {:>8}",
+            "SNAPSHOT", "TAKEN", "AGE", "BYTES"
+        );
         for w in &report.waiting {
             let taken = w
                 .taken_at

@@ -415,13 +415,29 @@ impl Config {
             crate::schedule::Schedule::new(cron.get_ref(), Duration::ZERO).err(),
         );
         let splay = &self.schedule.splay_secs;
-        check("schedule.splay_secs", splay.span(), at_most(*splay.get_ref(), 86_400));
+        check(
+            "schedule.splay_secs",
+            splay.span(),
+            at_most(*splay.get_ref(), 86_400),
+        );
         let max_files = &self.spool.max_files;
-        check("spool.max_files", max_files.span(), at_least(*max_files.get_ref(), 1));
+        check(
+            "spool.max_files",
+            max_files.span(),
+            at_least(*max_files.get_ref(), 1),
+        );
         let max_bytes = &self.spool.max_bytes;
-        check("spool.max_bytes", max_bytes.span(), at_least(*max_bytes.get_ref(), 64 << 10));
+        check(
+            "spool.max_bytes",
+            max_bytes.span(),
+            at_least(*max_bytes.get_ref(), 64 << 10),
+        );
         let pause = &self.spool.write_pause_ms;
-        check("spool.write_pause_ms", pause.span(), at_most(*pause.get_ref(), 60_000));
+        check(
+            "spool.write_pause_ms",
+            pause.span(),
+            at_most(*pause.get_ref(), 60_000),
+        );
         let base = &self.retry.base_ms;
         check("retry.base_ms", base.span(), at_least(*base.get_ref(), 1));
         let cap = &self.retry.cap_secs;
@@ -434,9 +450,17 @@ impl Config {
             }),
         );
         let elapsed = &self.retry.max_elapsed_secs;
-        check("retry.max_elapsed_secs", elapsed.span(), at_least(*elapsed.get_ref(), 1));
+        check(
+            "retry.max_elapsed_secs",
+            elapsed.span(),
+            at_least(*elapsed.get_ref(), 1),
+        );
         if let Some(proxy) = &self.collector.proxy {
-            check("collector.proxy", proxy.span(), check_proxy_url(proxy.get_ref()).err());
+            check(
+                "collector.proxy",
+                proxy.span(),
+                check_proxy_url(proxy.get_ref()).err(),
+            );
         }
     }
 
@@ -770,7 +794,11 @@ cap_secs = 1
 max_elapsed_secs = 30
 "#;
         let c = parse(text);
-        assert!(c.problems(text, PROBES).is_empty(), "{:?}", c.problems(text, PROBES));
+        assert!(
+            c.problems(text, PROBES).is_empty(),
+            "{:?}",
+            c.problems(text, PROBES)
+        );
         assert_eq!(c.schedule().unwrap().line(), "@daily");
         assert_eq!(c.spool_limits().max_files, 3);
         assert_eq!(c.spool_write_pause(), Duration::from_millis(200));
@@ -797,8 +825,7 @@ cap_secs = 1
 max_elapsed_secs = 0
 "#;
         let problems = parse(text).problems(text, PROBES);
-        let got: Vec<(&str, Option<usize>)> =
-            problems.iter().map(|p| (p.key.as_str(), p.line)).collect();
+        let got: Vec<(&str, Option<usize>)> = problems.iter().map(|p| (p.key.as_str(), p.line)).collect();
         assert_eq!(
             got,
             vec![

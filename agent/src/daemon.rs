@@ -60,7 +60,9 @@ fn redact(_config: &Config, snapshot: Snapshot) -> Snapshot {
 /// `collect`): the spool as it is on disk and the saved counts.
 pub fn agent_health_readonly(config: &Config) -> AgentHealth {
     let fs: Arc<dyn crate::spool::SpoolFs> = Arc::new(OsFs::default());
-    let record = HealthBook::open(Arc::clone(&fs), &config.state_dir).record().clone();
+    let record = HealthBook::open(Arc::clone(&fs), &config.state_dir)
+        .record()
+        .clone();
     let spool_dir = config.state_dir.join(crate::spool::SPOOL_DIR);
     let entries = if spool_dir.is_dir() {
         Spool::open(&config.state_dir, config.spool_limits(), fs)
@@ -103,6 +105,9 @@ pub struct PassReport {
     pub delivered: Vec<(Uuid, Delivered)>,
     pub quarantined: Vec<(Uuid, String)>,
     pub stopped: Option<Stopped>,
+    /// A file that should have gone to quarantine but could not be moved: the pass went on with
+    /// the others, and ends as if stopped by it, so that the daemon does not loop on it.
+    stuck: Option<SpoolError>,
 }
 
 impl PassReport {
@@ -226,7 +231,12 @@ impl Courier {
     }
 
     /// Sends one snapshot that is not in the spool (spooling failed).
-    pub async fn send_unspooled(&mut self, id: Uuid, dropped_mark: u64, body: Vec<u8>) -> Result<Delivered, String> {
+    pub async fn send_unspooled(
+        &mut self,
+        id: Uuid,
+        dropped_mark: u64,
+        body: Vec<u8>,
+    ) -> Result<Delivered, String> {
         let (client, credential) = self.client()?;
         match client.send_body(id, body, &credential).await {
             Ok(delivered) => {
@@ -283,7 +293,8 @@ impl Courier {
                     if let Err(error) = self.spool.remove(id) {
                         tracing::error!(snapshot = %id, %error, "delivered, but cannot remove it from the spool: it will be sent again (harmlessly)");
                     }
-                    self.health.delivered(record.dropped_mark, OffsetDateTime::now_utc());
+                    self.health
+                        .delivered(record.dropped_mark, OffsetDateTime::now_utc());
                     let status = match delivered {
                         Delivered::Stored(_) => "stored",
                         Delivered::Duplicate(_) => "duplicate",
@@ -304,6 +315,11 @@ impl Courier {
                 }
             }
         }
+        if report.stopped.is_none()
+            && let Some(error) = report.stuck.take()
+        {
+            report.stopped = Some(Stopped::Local(error));
+        }
         report
     }
 
@@ -315,9 +331,9 @@ impl Courier {
             }
             Ok(false) => {}
             Err(error) => {
-                // Cannot move it: leave it, but do not let it block the rest forever either; the
-                // next pass will meet it again and try again.
+                // Cannot move it: leave it, deliver the others, and try again at the next run.
                 tracing::error!(snapshot = %id, %error, "cannot move a spool file to quarantine");
+                report.stuck = Some(error);
             }
         }
     }
@@ -498,7 +514,9 @@ pub async fn run(config: &Arc<Config>, source: &Arc<dyn HostSource>) -> anyhow::
         let wake = {
             let until_run = duration_until(next_run);
             let until_gate = match gate {
-                Gate::At(at) if courier.spool_depth() > 0 => Some(at.saturating_duration_since(Instant::now())),
+                Gate::At(at) if courier.spool_depth() > 0 => {
+                    Some(at.saturating_duration_since(Instant::now()))
+                }
                 Gate::Open if courier.spool_depth() > 0 => Some(Duration::ZERO),
                 _ => None,
             };
@@ -607,7 +625,7 @@ async fn cycle(
     tracing::info!(
         snapshot = %id,
         probes_ms,
-        outcome,
+        %outcome,
         spool_depth = courier.spool_depth(),
         dropped = dropped_reported,
         "cycle"

@@ -140,7 +140,11 @@ pub fn parse_retry_after(value: &str, now: time::OffsetDateTime) -> Option<Durat
     );
     let at = time::PrimitiveDateTime::parse(value, &format).ok()?.assume_utc();
     let delta = at - now;
-    Some(Duration::try_from(delta).unwrap_or(Duration::ZERO).min(MAX_RETRY_AFTER))
+    Some(
+        Duration::try_from(delta)
+            .unwrap_or(Duration::ZERO)
+            .min(MAX_RETRY_AFTER),
+    )
 }
 
 /// The backoff settings (config `[retry]`).
@@ -378,7 +382,10 @@ impl Collector {
         let (status, bytes, retry_after) = self.exchange_with_retry_after(&url, request).await?;
         if !status.is_success() {
             let mut error = rejected(status, &bytes);
-            if let DeliverError::Rejected { retry_after: slot, .. } = &mut error {
+            if let DeliverError::Rejected {
+                retry_after: slot, ..
+            } = &mut error
+            {
                 *slot = retry_after;
             }
             return Err(error);
@@ -652,11 +659,17 @@ mod tests {
             assert!(d <= ceiling, "attempt {n}: {d:?} > {ceiling:?}");
             max_seen = max_seen.max(d);
         }
-        assert!(max_seen > Duration::from_millis(500), "never near the cap: {max_seen:?}");
+        assert!(
+            max_seen > Duration::from_millis(500),
+            "never near the cap: {max_seen:?}"
+        );
         // Retry-After wins over a shorter backoff, within a tenth more.
         b.reset();
         let d = b.next_delay(t0, Some(Duration::from_secs(2))).unwrap();
-        assert!(d >= Duration::from_secs(2) && d <= Duration::from_millis(2200), "{d:?}");
+        assert!(
+            d >= Duration::from_secs(2) && d <= Duration::from_millis(2200),
+            "{d:?}"
+        );
         // After max_elapsed of failures: give up (None) and start over.
         assert_eq!(b.next_delay(t0 + Duration::from_secs(61), None), None);
         assert_eq!(b.attempts(), 0);

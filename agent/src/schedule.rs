@@ -196,7 +196,8 @@ impl CronDateTime for Utc {
             .and_then(|m| time::Month::try_from(m).ok())
             .ok_or(CronError::InvalidDate)?;
         let day = u8::try_from(civil.day()).map_err(|_| CronError::InvalidDate)?;
-        let date = time::Date::from_calendar_date(civil.year(), month, day).map_err(|_| CronError::InvalidDate)?;
+        let date =
+            time::Date::from_calendar_date(civil.year(), month, day).map_err(|_| CronError::InvalidDate)?;
         let clock = time::Time::from_hms(
             u8::try_from(civil.hour()).map_err(|_| CronError::InvalidTime)?,
             u8::try_from(civil.minute()).map_err(|_| CronError::InvalidTime)?,
@@ -264,7 +265,10 @@ mod tests {
             ),
             (
                 "* * * * * *",
-                &[datetime!(2026-11-20 09:17:31 UTC), datetime!(2026-11-20 09:17:32 UTC)],
+                &[
+                    datetime!(2026-11-20 09:17:31 UTC),
+                    datetime!(2026-11-20 09:17:32 UTC),
+                ],
             ),
         ];
         for (line, expected) in cases {
@@ -297,7 +301,11 @@ mod tests {
             assert!(*r >= slot && *r <= slot + time::Duration::seconds(900), "{r}");
         }
         let distinct: std::collections::BTreeSet<_> = runs.iter().collect();
-        assert!(distinct.len() > 40, "splay is not random: {} distinct of 50", distinct.len());
+        assert!(
+            distinct.len() > 40,
+            "splay is not random: {} distinct of 50",
+            distinct.len()
+        );
     }
 
     #[test]

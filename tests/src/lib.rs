@@ -579,7 +579,10 @@ impl Agent {
             Ok(rd) => rd
                 .filter_map(|e| {
                     let e = e.ok()?;
-                    e.file_type().ok()?.is_file().then(|| e.file_name().to_string_lossy().into_owned())
+                    e.file_type()
+                        .ok()?
+                        .is_file()
+                        .then(|| e.file_name().to_string_lossy().into_owned())
                 })
                 .collect(),
             Err(_) => Vec::new(),
@@ -743,14 +746,13 @@ impl FakeCollector {
         std::fs::write(&ca_path, key.cert.pem()).unwrap();
         let cert_der = key.cert.der().clone();
         let key_der = rustls::pki_types::PrivateKeyDer::try_from(key.signing_key.serialize_der()).unwrap();
-        let config = rustls::ServerConfig::builder_with_provider(
-            rustls::crypto::ring::default_provider().into(),
-        )
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(vec![cert_der], key_der)
-        .unwrap();
+        let config =
+            rustls::ServerConfig::builder_with_provider(rustls::crypto::ring::default_provider().into())
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_no_client_auth()
+                .with_single_cert(vec![cert_der], key_der)
+                .unwrap();
         let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         listener.set_nonblocking(true).unwrap();

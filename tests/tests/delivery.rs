@@ -25,15 +25,27 @@ fn enrolled(extra: &str) -> (Collector, Agent) {
 /// Stops the daemon with SIGTERM and checks it stopped promptly and cleanly.
 fn stop(daemon: &mut callhome_e2e::Daemon) {
     let (took, status) = daemon.terminate();
-    assert!(status.success(), "agent exited with {status}\n{}", daemon.log_text());
+    assert!(
+        status.success(),
+        "agent exited with {status}\n{}",
+        daemon.log_text()
+    );
     assert!(took < Duration::from_secs(5), "agent took {took:?} to stop");
-    assert!(daemon.log_text().contains("agent stopping"), "{}", daemon.log_text());
+    assert!(
+        daemon.log_text().contains("agent stopping"),
+        "{}",
+        daemon.log_text()
+    );
 }
 
 /// Every id in `ids` once, no other.
 fn assert_exactly_once(stored: &[String], expected: &BTreeSet<String>, what: &str) {
     let unique: HashSet<&String> = stored.iter().collect();
-    assert_eq!(unique.len(), stored.len(), "{what}: a snapshot stored twice: {stored:?}");
+    assert_eq!(
+        unique.len(),
+        stored.len(),
+        "{what}: a snapshot stored twice: {stored:?}"
+    );
     let stored: BTreeSet<String> = stored.iter().cloned().collect();
     assert_eq!(&stored, expected, "{what}");
 }
@@ -45,7 +57,9 @@ fn outage_every_snapshot_is_stored_once_in_the_order_taken() {
     collector.kill();
 
     let mut daemon = agent.spawn_run();
-    daemon.wait_until(Duration::from_secs(20), "N cycles spooled", |d| d.cycles().len() >= N);
+    daemon.wait_until(Duration::from_secs(20), "N cycles spooled", |d| {
+        d.cycles().len() >= N
+    });
     let outage: Vec<String> = daemon.cycles()[..N].iter().map(|c| c.snapshot.clone()).collect();
     assert!(
         daemon.cycles()[..N].iter().all(|c| c.outcome == "spooled"),
@@ -72,14 +86,21 @@ fn outage_every_snapshot_is_stored_once_in_the_order_taken() {
         .map(|w| w["id"].as_str().unwrap().to_string())
         .collect();
     let stored = collector.stored_ids();
-    let expected: BTreeSet<String> = taken.iter().filter(|id| !waiting.contains(*id)).cloned().collect();
+    let expected: BTreeSet<String> = taken
+        .iter()
+        .filter(|id| !waiting.contains(*id))
+        .cloned()
+        .collect();
     assert_exactly_once(&stored, &expected, "stored after the outage");
     // In the order taken: the outage's first, oldest first, then the rest.
     let taken_and_stored: Vec<&String> = taken.iter().filter(|id| stored.contains(id)).collect();
     let stored_refs: Vec<&String> = stored.iter().collect();
     assert_eq!(stored_refs, taken_and_stored, "stored out of order");
     assert_eq!(&stored[..N], &outage[..]);
-    assert!(recovered_in < Duration::from_secs(5), "took {recovered_in:?} to catch up");
+    assert!(
+        recovered_in < Duration::from_secs(5),
+        "took {recovered_in:?} to catch up"
+    );
     let hosts = collector.hosts();
     assert_eq!(hosts[0]["snapshots"], stored.len());
 }
@@ -99,9 +120,11 @@ fn collector_killed_repeatedly_loses_nothing_and_stores_nothing_twice() {
         collector.spawn();
     }
     let before = daemon.cycles().len();
-    daemon.wait_until(Duration::from_secs(10), "a delivery after the last restart", |d| {
-        d.cycles()[before..].iter().any(|c| c.outcome == "delivered")
-    });
+    daemon.wait_until(
+        Duration::from_secs(10),
+        "a delivery after the last restart",
+        |d| d.cycles()[before..].iter().any(|c| c.outcome == "delivered"),
+    );
     stop(&mut daemon);
 
     let log = daemon.log_text();
@@ -140,11 +163,16 @@ fn agent_killed_repeatedly_even_mid_write_replays_nothing_corrupt_and_loses_noth
             mid_write_kills += 1;
         }
     }
-    assert!(mid_write_kills >= 4, "only {mid_write_kills} kills landed mid-write");
+    assert!(
+        mid_write_kills >= 4,
+        "only {mid_write_kills} kills landed mid-write"
+    );
 
     // Restart: the daemon replays the spool first; then `send` flushes whatever is left.
     let mut daemon = agent.spawn_run();
-    daemon.wait_until(Duration::from_secs(10), "a cycle after restart", |d| !d.cycles().is_empty());
+    daemon.wait_until(Duration::from_secs(10), "a cycle after restart", |d| {
+        !d.cycles().is_empty()
+    });
     stop(&mut daemon);
     let sent = agent.run_ok(&["send"]);
     assert!(sent.starts_with("stored "), "{sent}");
@@ -155,7 +183,10 @@ fn agent_killed_repeatedly_even_mid_write_replays_nothing_corrupt_and_loses_noth
     let unique: HashSet<&String> = stored.iter().collect();
     assert_eq!(unique.len(), stored.len(), "a snapshot stored twice");
     let lost: Vec<&String> = spooled.iter().filter(|id| !stored.contains(id)).collect();
-    assert!(lost.is_empty(), "spooled (write completed) but never delivered: {lost:?}");
+    assert!(
+        lost.is_empty(),
+        "spooled (write completed) but never delivered: {lost:?}"
+    );
     // Nothing corrupt was met: no quarantine, no refusal, no temporary file left.
     let report = agent.spool_json();
     assert_eq!(report["quarantined_total"], 0, "{report:#}");
@@ -199,12 +230,23 @@ fn full_spool_drops_the_oldest_and_the_next_snapshot_reports_how_many() {
     // The collector is back: the next snapshot reports exactly how many were dropped.
     collector.spawn();
     let out = agent.run(&["send"]);
-    assert!(out.status.success(), "{}", describe(&agent.command(&["send"]), &out));
+    assert!(
+        out.status.success(),
+        "{}",
+        describe(&agent.command(&["send"]), &out)
+    );
     let line = String::from_utf8(out.stdout).unwrap();
     let next = line.trim().strip_prefix("stored ").expect(&line).to_string();
     let stderr = String::from_utf8_lossy(&out.stderr);
-    let taken = stderr.lines().find(|l| l.contains(" taken ")).expect("a `taken` line");
-    assert_eq!(callhome_e2e::field(taken, "dropped"), Some(&*(n - 3).to_string()), "{taken}");
+    let taken = stderr
+        .lines()
+        .find(|l| l.contains(" taken "))
+        .expect("a `taken` line");
+    assert_eq!(
+        callhome_e2e::field(taken, "dropped"),
+        Some(&*(n - 3).to_string()),
+        "{taken}"
+    );
     // Spooling `next` into the full spool dropped one more (the oldest), which `next`, taken
     // before, could not know: the snapshot after it reports that one.
     let mut expected_stored = ids[n - 2..].to_vec();
@@ -221,9 +263,16 @@ fn full_spool_drops_the_oldest_and_the_next_snapshot_reports_how_many() {
     assert_eq!(report["dropped_total"], n - 2, "{report:#}");
     assert_eq!(report["depth"], 0, "{report:#}");
     let out = agent.run(&["send"]);
-    assert!(out.status.success(), "{}", describe(&agent.command(&["send"]), &out));
+    assert!(
+        out.status.success(),
+        "{}",
+        describe(&agent.command(&["send"]), &out)
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
-    let taken = stderr.lines().find(|l| l.contains(" taken ")).expect("a `taken` line");
+    let taken = stderr
+        .lines()
+        .find(|l| l.contains(" taken "))
+        .expect("a `taken` line");
     assert_eq!(callhome_e2e::field(taken, "dropped"), Some("1"), "{taken}");
     assert_eq!(agent.spool_json()["dropped_unreported"], 0);
 }
@@ -234,12 +283,20 @@ fn corrupt_spool_file_is_quarantined_and_the_rest_delivered() {
     collector.kill();
     for _ in 0..3 {
         let out = agent.run(&["send"]);
-        assert_eq!(out.status.code(), Some(EX_TEMPFAIL), "{}", describe(&agent.command(&["send"]), &out));
+        assert_eq!(
+            out.status.code(),
+            Some(EX_TEMPFAIL),
+            "{}",
+            describe(&agent.command(&["send"]), &out)
+        );
         assert!(String::from_utf8_lossy(&out.stdout).starts_with("spooled "));
     }
     let files: Vec<String> = agent.spool_files();
     assert_eq!(files.len(), 3, "{files:?}");
-    let ids: Vec<String> = files.iter().map(|f| f.trim_end_matches(".snap").to_string()).collect();
+    let ids: Vec<String> = files
+        .iter()
+        .map(|f| f.trim_end_matches(".snap").to_string())
+        .collect();
     // A bit flips in the middle one.
     let path = agent.state_dir().join("spool").join(&files[1]);
     let mut bytes = std::fs::read(&path).unwrap();
@@ -262,11 +319,17 @@ fn corrupt_spool_file_is_quarantined_and_the_rest_delivered() {
     assert_eq!(report["quarantined_total"], 1, "{report:#}");
     let q = &report["quarantine"][0];
     assert_eq!(q["file"], files[1], "{report:#}");
-    assert!(q["reason"].as_str().unwrap().contains("checksum mismatch"), "{report:#}");
+    assert!(
+        q["reason"].as_str().unwrap().contains("checksum mismatch"),
+        "{report:#}"
+    );
     assert!(report["last_error"].is_null(), "{report:#}");
     // The human form says the same.
     let text = agent.run_ok(&["spool"]);
-    assert!(text.contains("quarantined: 1") && text.contains("checksum mismatch"), "{text}");
+    assert!(
+        text.contains("quarantined: 1") && text.contains("checksum mismatch"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -285,7 +348,11 @@ fn a_429_storm_with_retry_after_is_honoured() {
     stop(&mut daemon);
 
     let seen = fake.seen();
-    assert!(seen.iter().all(|r| r.method == "POST" && r.path == "/v1/snapshots"), "{seen:?}");
+    assert!(
+        seen.iter()
+            .all(|r| r.method == "POST" && r.path == "/v1/snapshots"),
+        "{seen:?}"
+    );
     // A snapshot a second and a 50 ms backoff would mean dozens of requests; Retry-After: 2 allows
     // one every 2 s (plus up to a tenth of jitter): 3 or 4 in 6.5 s.
     assert!((3..=4).contains(&seen.len()), "{} requests: {seen:?}", seen.len());
@@ -297,7 +364,11 @@ fn a_429_storm_with_retry_after_is_honoured() {
     let cycles = daemon.cycles();
     assert!(cycles.len() >= 5, "{cycles:?}");
     assert_eq!(agent.spool_json()["depth"], cycles.len(), "{:?}", cycles);
-    assert!(daemon.log_text().contains("retry_after_secs=2"), "{}", daemon.log_text());
+    assert!(
+        daemon.log_text().contains("retry_after_secs=2"),
+        "{}",
+        daemon.log_text()
+    );
 }
 
 #[test]
@@ -318,18 +389,37 @@ fn refused_snapshots_are_quarantined_with_the_collectors_message_and_401_keeps_t
     agent.write_enrollment(&fake.url(), &fake.ca_path);
 
     let out = agent.run(&["send"]);
-    assert_eq!(out.status.code(), Some(EX_DATAERR), "{}", describe(&agent.command(&["send"]), &out));
+    assert_eq!(
+        out.status.code(),
+        Some(EX_DATAERR),
+        "{}",
+        describe(&agent.command(&["send"]), &out)
+    );
     let report = agent.spool_json();
     assert_eq!(report["depth"], 0, "{report:#}");
     let reason = report["quarantine"][0]["reason"].as_str().unwrap();
-    assert!(reason.contains("422") && reason.contains("schema_version 1 is not supported"), "{reason}");
+    assert!(
+        reason.contains("422") && reason.contains("schema_version 1 is not supported"),
+        "{reason}"
+    );
 
     let out = agent.run(&["send"]);
-    assert_eq!(out.status.code(), Some(EX_TEMPFAIL), "{}", describe(&agent.command(&["send"]), &out));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("re-enroll"), "{out:?}");
+    assert_eq!(
+        out.status.code(),
+        Some(EX_TEMPFAIL),
+        "{}",
+        describe(&agent.command(&["send"]), &out)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("re-enroll"),
+        "{out:?}"
+    );
     let report = agent.spool_json();
     assert_eq!(report["depth"], 1, "{report:#}");
-    assert!(report["last_error"].as_str().unwrap().contains("401"), "{report:#}");
+    assert!(
+        report["last_error"].as_str().unwrap().contains("401"),
+        "{report:#}"
+    );
 
     // The daemon does not hammer a collector that refuses the credential: one try per run.
     let mut daemon = agent.spawn_run();
@@ -358,7 +448,9 @@ fn delivery_through_an_https_proxy_from_config_or_environment() {
     plain.enroll(&collector, &collector.issue_token("ACME", "prod"));
     let before = proxy.tunnels().len();
     let mut cmd = plain.command(&["send"]);
-    cmd.env("HTTPS_PROXY", proxy.url()).env_remove("NO_PROXY").env_remove("no_proxy");
+    cmd.env("HTTPS_PROXY", proxy.url())
+        .env_remove("NO_PROXY")
+        .env_remove("no_proxy");
     let out = cmd.output().unwrap();
     assert!(out.status.success(), "{}", describe(&cmd, &out));
     assert_eq!(proxy.tunnels().len(), before + 1);
@@ -367,7 +459,14 @@ fn delivery_through_an_https_proxy_from_config_or_environment() {
     let out = cmd.output().unwrap();
     assert!(out.status.success(), "{}", describe(&cmd, &out));
     assert_eq!(proxy.tunnels().len(), before + 1, "NO_PROXY was not honoured");
-    assert_eq!(collector.hosts().iter().map(|h| h["snapshots"].as_u64().unwrap()).sum::<u64>(), 3);
+    assert_eq!(
+        collector
+            .hosts()
+            .iter()
+            .map(|h| h["snapshots"].as_u64().unwrap())
+            .sum::<u64>(),
+        3
+    );
 }
 
 #[test]
@@ -377,14 +476,18 @@ fn sigint_stops_the_daemon_too_and_a_restart_replays_first() {
     let mut daemon = agent.spawn_run();
     daemon.wait_until(Duration::from_secs(10), "2 cycles", |d| d.cycles().len() >= 2);
     signal(daemon.pid(), "INT");
-    daemon.wait_until(Duration::from_secs(5), "the stop", |d| d.log_text().contains("agent stopping"));
+    daemon.wait_until(Duration::from_secs(5), "the stop", |d| {
+        d.log_text().contains("agent stopping")
+    });
     daemon.kill();
     let waiting = agent.spool_files().len();
     assert!(waiting >= 2);
 
     collector.spawn();
     let mut daemon = agent.spawn_run();
-    daemon.wait_until(Duration::from_secs(5), "the replay", |_| collector.stored_ids().len() >= waiting);
+    daemon.wait_until(Duration::from_secs(5), "the replay", |_| {
+        collector.stored_ids().len() >= waiting
+    });
     // The replay came before the first cycle of this run delivered anything new.
     let log = daemon.log_text();
     let started = log.find("agent started").unwrap();

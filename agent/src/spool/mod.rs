@@ -162,7 +162,8 @@ impl Spool {
     pub fn open(state_dir: &Path, limits: Limits, fs: Arc<dyn SpoolFs>) -> Result<Spool, SpoolError> {
         let dir = state_dir.join(SPOOL_DIR);
         let quarantine = dir.join(QUARANTINE_DIR);
-        fs.create_dir_all(&quarantine).map_err(SpoolError::io(&quarantine))?;
+        fs.create_dir_all(&quarantine)
+            .map_err(SpoolError::io(&quarantine))?;
         let spool = Spool {
             dir,
             quarantine,
@@ -306,7 +307,9 @@ impl Spool {
             }
             Err(e) => return Err(SpoolError::io(&from)(e)),
         }
-        self.fs.sync_dir(&self.quarantine).map_err(SpoolError::io(&self.quarantine))?;
+        self.fs
+            .sync_dir(&self.quarantine)
+            .map_err(SpoolError::io(&self.quarantine))?;
         self.fs.sync_dir(&self.dir).map_err(SpoolError::io(&self.dir))?;
         tracing::warn!(snapshot = %id, %reason, dir = %self.quarantine.display(), "spool file quarantined");
         Ok(true)
@@ -314,7 +317,10 @@ impl Spool {
 
     /// The quarantined files with their reasons, oldest first by name.
     pub fn quarantined(&self) -> Result<Vec<Quarantined>, SpoolError> {
-        let listing = self.fs.list(&self.quarantine).map_err(SpoolError::io(&self.quarantine))?;
+        let listing = self
+            .fs
+            .list(&self.quarantine)
+            .map_err(SpoolError::io(&self.quarantine))?;
         let mut out: Vec<Quarantined> = listing
             .iter()
             .filter(|e| !e.name.ends_with(REASON_SUFFIX) && !e.name.starts_with(fs::TEMP_PREFIX))

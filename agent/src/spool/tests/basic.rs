@@ -58,7 +58,10 @@ fn the_age_of_an_entry_comes_from_its_uuid_v7() {
     spool.store(id, 0, &body(id, 0)).unwrap();
     let taken = spool.entries().unwrap()[0].taken_at().unwrap();
     let age = time::OffsetDateTime::now_utc() - taken;
-    assert!(age >= time::Duration::ZERO && age < time::Duration::seconds(5), "{age}");
+    assert!(
+        age >= time::Duration::ZERO && age < time::Duration::seconds(5),
+        "{age}"
+    );
 }
 
 #[test]
@@ -66,11 +69,17 @@ fn format_round_trips_and_names_what_is_wrong() {
     let id = Uuid::now_v7();
     let bytes = format::encode(id, 7, b"body");
     let record = format::decode(&bytes).unwrap();
-    assert_eq!((record.id, record.dropped_mark, record.body.as_slice()), (id, 7, &b"body"[..]));
+    assert_eq!(
+        (record.id, record.dropped_mark, record.body.as_slice()),
+        (id, 7, &b"body"[..])
+    );
 
     let cases: Vec<(Vec<u8>, &str)> = vec![
         (bytes[..20].to_vec(), "truncated"),
-        (b"GARBAGE!".iter().chain(&bytes[8..]).copied().collect(), "bad magic"),
+        (
+            b"GARBAGE!".iter().chain(&bytes[8..]).copied().collect(),
+            "bad magic",
+        ),
         (
             {
                 let mut b = bytes.clone();

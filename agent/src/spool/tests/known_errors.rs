@@ -32,7 +32,11 @@ fn a_crash_mid_write_leaves_no_entry_and_the_next_open_cleans_up() {
             .into_iter()
             .filter(|p| p.to_string_lossy().starts_with(".tmp-"))
             .collect();
-        assert_eq!(leftovers.len(), 1, "{fault:?}: the dead process left its temporary file");
+        assert_eq!(
+            leftovers.len(),
+            1,
+            "{fault:?}: the dead process left its temporary file"
+        );
 
         fs.restart();
         let spool = Spool::open(dir.path(), ROOMY, fs.clone()).unwrap();

@@ -59,7 +59,10 @@ fn run(seed: u64) {
                     Ok(stored) => {
                         model.insert(id);
                         for d in &stored.dropped {
-                            assert!(model.remove(d) || maybe.remove(d), "seed {seed} step {step}: dropped unknown {d}");
+                            assert!(
+                                model.remove(d) || maybe.remove(d),
+                                "seed {seed} step {step}: dropped unknown {d}"
+                            );
                         }
                         dropped += stored.dropped.len();
                     }
@@ -72,7 +75,9 @@ fn run(seed: u64) {
             5..=7 => {
                 // Deliver the oldest.
                 if let Some(entry) = spool.entries().ok().and_then(|e| e.into_iter().next()) {
-                    let record = spool.load(&entry).unwrap_or_else(|e| panic!("seed {seed} step {step}: {e}"));
+                    let record = spool
+                        .load(&entry)
+                        .unwrap_or_else(|e| panic!("seed {seed} step {step}: {e}"));
                     assert_eq!(record.body.len() as u64 + 36, entry.bytes);
                     spool.remove(entry.id).unwrap();
                     assert!(model.remove(&entry.id) || maybe.remove(&entry.id));
@@ -98,7 +103,9 @@ fn run(seed: u64) {
         let expected: BTreeSet<Uuid> = model.union(&maybe).copied().collect();
         assert_eq!(listed, expected, "seed {seed} step {step}");
         for entry in spool.entries().unwrap() {
-            spool.load(&entry).unwrap_or_else(|e| panic!("seed {seed} step {step}: torn entry: {e}"));
+            spool
+                .load(&entry)
+                .unwrap_or_else(|e| panic!("seed {seed} step {step}: torn entry: {e}"));
         }
     }
     let _ = dropped;
