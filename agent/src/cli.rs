@@ -62,15 +62,20 @@ pub enum Command {
         #[arg(long, value_name = "FILE")]
         ca: Option<PathBuf>,
     },
-    /// Collect once, spool the snapshot, and deliver the spool oldest first (one try each). Prints
-    /// `stored ID` and exits 0 when the collector stored it; prints `spooled ID` and exits 75 when it
-    /// waits in the spool instead (65: refused and quarantined; 74: could be neither spooled nor sent).
+    /// Collect once, spool the snapshot, and deliver the spool (oldest first, one try each).
+    ///
+    /// Prints `stored ID` and exits 0 when the collector stored it; prints `spooled ID` and exits 75
+    /// when it waits in the spool instead (65: refused and quarantined; 74: could be neither spooled
+    /// nor sent).
     Send,
-    /// The daemon: take a snapshot on the `[schedule]` (cron line plus random splay), spool it,
-    /// deliver the spool with backoff. Delivers what the spool holds first. Stops on SIGTERM/SIGINT.
+    /// The daemon: snapshots on the `[schedule]`, spooled, delivered with retries.
+    ///
+    /// Takes a snapshot at each slot of the cron line plus a random splay, spools it and delivers
+    /// the spool with backoff. Delivers what the spool holds first. Stops on SIGTERM or SIGINT.
     Run,
-    /// What waits in the spool, how old it is and why (the last delivery error); what was dropped
-    /// or quarantined.
+    /// What waits in the spool, how old it is and why (the last delivery error).
+    ///
+    /// Also what was dropped from a full spool and what was quarantined, with the reasons.
     Spool {
         /// One JSON object instead of the table.
         #[arg(long)]
@@ -184,7 +189,7 @@ async fn enroll(
         ))
     })?;
     let ca = ca.or(config.collector_ca_file());
-    let client = Collector::new(url, ca, config.collector_timeout())?;
+    let client = Collector::with_proxy(url, ca, config.collector_timeout(), config.collector_proxy())?;
     // Read before enrolling: a CA file that vanishes in between must not leave a credential that
     // `send` cannot use.
     let ca_pem = ca
