@@ -17,7 +17,7 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
 use crate::config::{self, ConfigError, LoadedConfig};
-use crate::deliver::{Collector, DeliverError, Delivered};
+use crate::deliver::{Collector, DeliverError};
 use crate::probes::{AgentHealth, PROBES};
 use crate::source::{HostSource, Live, Recorder, Tree};
 use crate::state::{Enrollment, StateDir, StateError};
@@ -62,8 +62,25 @@ pub enum Command {
         #[arg(long, value_name = "FILE")]
         ca: Option<PathBuf>,
     },
-    /// Collect once and deliver the snapshot to the collector.
+    /// Collect once, spool the snapshot, and deliver the spool (oldest first, one try each).
+    ///
+    /// Prints `stored ID` and exits 0 when the collector stored it; prints `spooled ID` and exits 75
+    /// when it waits in the spool instead (65: refused and quarantined; 74: could be neither spooled
+    /// nor sent).
     Send,
+    /// The daemon: snapshots on the `[schedule]`, spooled, delivered with retries.
+    ///
+    /// Takes a snapshot at each slot of the cron line plus a random splay, spools it and delivers
+    /// the spool with backoff. Delivers what the spool holds first. Stops on SIGTERM or SIGINT.
+    Run,
+    /// What waits in the spool, how old it is and why (the last delivery error).
+    ///
+    /// Also what was dropped from a full spool and what was quarantined, with the reasons.
+    Spool {
+        /// One JSON object instead of the table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Write the files and command outputs the probes read into a host tree (docs/host-tree.md), so
     /// that `collect --root DIR` reproduces this host offline. Hand it to support as
     /// `tar --zstd -cf host.tar.zst -C DIR .`
@@ -136,6 +153,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 enroll(&loaded, collector.as_deref(), &token, ca.as_deref()).await
             }
             Command::Send => send(&loaded, &source).await,
+            Command::Run => crate::daemon::run(&Arc::new(loaded.config.clone()), &source).await,
+            Command::Spool { json } => spool(&loaded, json),
             Command::Validate => Ok(()),
         }
     });
@@ -147,8 +166,10 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
 async fn collect(loaded: &LoadedConfig, source: &Arc<dyn HostSource>) -> anyhow::Result<()> {
     let config = Arc::new(loaded.config.clone());
     let host_id = StateDir::new(&config.state_dir).host_id_or_ephemeral();
-    let snapshot = snapshot::collect(&config, source, AgentHealth::default(), host_id, PROBES).await;
-    let snapshot = crate::redact::apply(&config.redaction, snapshot).context("cannot redact the snapshot")?;
+    let health = crate::daemon::agent_health_readonly(&config);
+    let snapshot = crate::daemon::prepare_snapshot(&config, source, health, host_id)
+        .await
+        .context("cannot redact the snapshot")?;
     if let Err(error) = snapshot.validate() {
         tracing::error!(%error, "the snapshot breaks the schema: the collector would refuse it");
     }
@@ -170,7 +191,7 @@ async fn enroll(
         ))
     })?;
     let ca = ca.or(config.collector_ca_file());
-    let client = Collector::new(url, ca, config.collector_timeout())?;
+    let client = Collector::with_proxy(url, ca, config.collector_timeout(), config.collector_proxy())?;
     // Read before enrolling: a CA file that vanishes in between must not leave a credential that
     // `send` cannot use.
     let ca_pem = ca
@@ -242,34 +263,70 @@ async fn capture(loaded: &LoadedConfig, source: Arc<dyn HostSource>, out: &Path)
 
 async fn send(loaded: &LoadedConfig, source: &Arc<dyn HostSource>) -> anyhow::Result<()> {
     let config = Arc::new(loaded.config.clone());
-    let state = StateDir::new(&config.state_dir);
-    let enrollment = state.load_enrollment()?;
-    let url = config.collector_url().unwrap_or(&enrollment.collector_url);
-    let ca: Option<PathBuf> = config
-        .collector_ca_file()
-        .map(Path::to_path_buf)
-        .or_else(|| state.collector_ca());
-    let client = Collector::new(url, ca.as_deref(), config.collector_timeout())?;
-    let snapshot = snapshot::collect(
-        &config,
-        source,
-        AgentHealth::default(),
-        enrollment.host_id,
-        PROBES,
-    )
-    .await;
-    // Before anything is spooled or sent (SPEC §6).
-    let snapshot = crate::redact::apply(&config.redaction, snapshot).context("cannot redact the snapshot")?;
-    snapshot
-        .validate()
-        .context("the snapshot breaks the schema (a bug in the agent)")?;
-    let delivered = client
-        .send(&snapshot, &enrollment.credential)
-        .await
-        .with_context(|| format!("snapshot {} not delivered", snapshot.id))?;
-    match delivered {
-        Delivered::Stored(id) => println!("stored {id}"),
-        Delivered::Duplicate(id) => println!("already stored {id}"),
+    match crate::daemon::send_once(&config, source).await {
+        Ok(line) => {
+            println!("{line}");
+            Ok(())
+        }
+        Err(err) => {
+            // The result line still goes to stdout: scripts read what became of the snapshot there.
+            if let Some(crate::daemon::SendError::Spooled { id, .. }) = err.downcast_ref() {
+                println!("spooled {id}");
+            }
+            Err(err)
+        }
+    }
+}
+
+/// `spool`: what waits, how old, and why.
+fn spool(loaded: &LoadedConfig, json: bool) -> anyhow::Result<()> {
+    let report = crate::daemon::spool_report(&loaded.config).context("cannot read the spool")?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(());
+    }
+    println!(
+        "spool {}: {} snapshot(s), {} bytes (limits: {} files, {} bytes)",
+        report.dir.display(),
+        report.depth,
+        report.bytes,
+        report.max_files,
+        report.max_bytes
+    );
+    if !report.waiting.is_empty() {
+        println!(
+            "{:<36}  {:<20}  {:>8}  {:>8}",
+            "SNAPSHOT", "TAKEN", "AGE", "BYTES"
+        );
+        for w in &report.waiting {
+            let taken = w
+                .taken_at
+                .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+                .unwrap_or_else(|| "?".into());
+            let age = w.age_secs.map_or("?".into(), crate::daemon::human_age);
+            println!("{:<36}  {:<20}  {:>8}  {:>8}", w.id, taken, age, w.bytes);
+        }
+    }
+    let when = |t: Option<time::OffsetDateTime>| {
+        t.and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+            .unwrap_or_else(|| "never".into())
+    };
+    println!("last delivery: {}", when(report.last_delivery));
+    if let Some(error) = &report.last_error {
+        println!("last error ({}): {error}", when(report.last_error_at));
+    }
+    println!(
+        "dropped (spool full) and not yet reported to the collector: {} (all time: {})",
+        report.dropped_unreported, report.dropped_total
+    );
+    println!(
+        "quarantined: {} (all time: {}) in {}",
+        report.quarantine.len(),
+        report.quarantined_total,
+        report.dir.join(crate::spool::QUARANTINE_DIR).display()
+    );
+    for q in &report.quarantine {
+        println!("  {}: {}", q.file, q.reason);
     }
     Ok(())
 }
@@ -291,6 +348,9 @@ pub fn exit_code_of(err: &anyhow::Error) -> u8 {
             return e.exit_code();
         }
         if let Some(e) = cause.downcast_ref::<DeliverError>() {
+            return e.exit_code();
+        }
+        if let Some(e) = cause.downcast_ref::<crate::daemon::SendError>() {
             return e.exit_code();
         }
     }

@@ -11,6 +11,22 @@
 //! # url = "https://callhome.example.com"  # used by `enroll` without --collector, and by `send`
 //! # ca_file = "/etc/callhome/ca.pem"      # trust ONLY these roots (default: the system roots)
 //! timeout_secs = 30
+//! # proxy = "http://proxy.example.com:3128" # HTTPS proxy (CONNECT); default: HTTPS_PROXY/ALL_PROXY
+//!                                         # from the environment, with NO_PROXY honoured
+//!
+//! [schedule]                        # for `run`
+//! cron = "0 * * * *"                # crontab(5) line in UTC (or @hourly, @daily, ...)
+//! splay_secs = 900                  # random delay after each slot, drawn afresh every run
+//!
+//! [spool]                           # snapshots waiting for the collector, in STATE_DIR/spool
+//! max_files = 1000                  # when full, the oldest are dropped (and reported)
+//! max_bytes = 67108864              # 64 MiB
+//! write_pause_ms = 0                # TESTING ONLY: pause in the middle of each spool write
+//!
+//! [retry]                           # exponential backoff with full jitter between attempts
+//! base_ms = 1000
+//! cap_secs = 600
+//! max_elapsed_secs = 3600           # then wait for the next scheduled run
 //!
 //! [redaction]                       # what leaves the host (module `redact`)
 //! hostnames = "keep"                # keep | hash | drop; also ip_addresses, user_names, domain_names
@@ -59,6 +75,20 @@ pub mod defaults {
     /// by Citrix Technologies", VDA to Delivery Controller, TCP 80).
     pub const CONTROLLERS_PORT: u16 = 80;
     pub const CONTROLLERS_CONNECT_TIMEOUT_MS: u64 = 2000;
+    /// Hourly: a TAM sees a host's state at most about an hour and a quarter old (with the splay),
+    /// and 100,000 agents make 28 snapshots a second, spread evenly by the splay.
+    pub const SCHEDULE_CRON: &str = "0 * * * *";
+    /// Up to 15 minutes after each slot (issue 4).
+    pub const SCHEDULE_SPLAY_SECS: u64 = 900;
+    /// 1000 hourly snapshots: six weeks of collector outage before the oldest are dropped.
+    pub const SPOOL_MAX_FILES: u64 = 1000;
+    /// A healthy host's snapshot is under 16 KiB compressed; 64 MiB leaves room for larger ones.
+    pub const SPOOL_MAX_BYTES: u64 = 64 << 20;
+    pub const RETRY_BASE_MS: u64 = 1000;
+    /// Ten minutes: after an outage, a fleet's retries spread over that much time.
+    pub const RETRY_CAP_SECS: u64 = 600;
+    /// An hour of retrying, then the next scheduled run tries again.
+    pub const RETRY_MAX_ELAPSED_SECS: u64 = 3600;
 }
 
 /// Longest hostname a snapshot may carry (the schema's limit for names).
@@ -82,6 +112,9 @@ pub struct Config {
     pub certificates: CertificatesConfig,
     /// What is hashed or dropped before a snapshot leaves the host.
     pub redaction: crate::redact::RedactionConfig,
+    pub schedule: ScheduleConfig,
+    pub spool: SpoolConfig,
+    pub retry: RetryConfig,
 }
 
 /// `[controllers]`: how the `controllers` probe checks each Delivery Controller.
@@ -103,12 +136,74 @@ impl Default for ControllersConfig {
     }
 }
 
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ScheduleConfig {
+    /// crontab(5) line, evaluated in UTC; 6 fields (leading seconds) accepted.
+    pub cron: Spanned<String>,
+    /// Random delay after each slot, drawn afresh for every run.
+    pub splay_secs: Spanned<u64>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SpoolConfig {
+    pub max_files: Spanned<u64>,
+    pub max_bytes: Spanned<u64>,
+    /// Testing only: a pause in the middle of every spool write, so that crash tests can kill the
+    /// agent while a file is half written.
+    pub write_pause_ms: Spanned<u64>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetryConfig {
+    /// First backoff step; attempt n waits a random time in [0, min(cap, base * 2^n)].
+    pub base_ms: Spanned<u64>,
+    pub cap_secs: Spanned<u64>,
+    /// How long one burst of retries may last before waiting for the next scheduled run.
+    pub max_elapsed_secs: Spanned<u64>,
+}
+
+fn spanned<T>(value: T) -> Spanned<T> {
+    Spanned::new(0..0, value)
+}
+
+impl Default for ScheduleConfig {
+    fn default() -> Self {
+        ScheduleConfig {
+            cron: spanned(defaults::SCHEDULE_CRON.to_string()),
+            splay_secs: spanned(defaults::SCHEDULE_SPLAY_SECS),
+        }
+    }
+}
+
 /// `[certificates]`: what the `certificates` probe reads besides the VDA's own TLS keystore.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CertificatesConfig {
     /// Files (PEM or DER) or directories (their `*.pem`, `*.crt`, `*.cer` files).
     pub paths: Vec<Spanned<PathBuf>>,
+}
+
+impl Default for SpoolConfig {
+    fn default() -> Self {
+        SpoolConfig {
+            max_files: spanned(defaults::SPOOL_MAX_FILES),
+            max_bytes: spanned(defaults::SPOOL_MAX_BYTES),
+            write_pause_ms: spanned(0),
+        }
+    }
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        RetryConfig {
+            base_ms: spanned(defaults::RETRY_BASE_MS),
+            cap_secs: spanned(defaults::RETRY_CAP_SECS),
+            max_elapsed_secs: spanned(defaults::RETRY_MAX_ELAPSED_SECS),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -119,6 +214,8 @@ pub struct CollectorConfig {
     /// PEM bundle: when set, only these roots are trusted.
     pub ca_file: Option<Spanned<PathBuf>>,
     pub timeout_secs: Spanned<u64>,
+    /// HTTPS proxy URL (`http://` or `https://`, credentials allowed); `None`: the environment's.
+    pub proxy: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -143,6 +240,9 @@ impl Default for Config {
             controllers: ControllersConfig::default(),
             certificates: CertificatesConfig::default(),
             redaction: crate::redact::RedactionConfig::default(),
+            schedule: ScheduleConfig::default(),
+            spool: SpoolConfig::default(),
+            retry: RetryConfig::default(),
         }
     }
 }
@@ -153,6 +253,7 @@ impl Default for CollectorConfig {
             url: None,
             ca_file: None,
             timeout_secs: Spanned::new(0..0, defaults::COLLECTOR_TIMEOUT_SECS),
+            proxy: None,
         }
     }
 }
@@ -366,6 +467,7 @@ impl Config {
             }
         }
         problems.extend(self.redaction.problems(&line));
+        self.delivery_problems(text, &mut problems);
         problems.sort_by_key(|p| p.line.unwrap_or(0));
         problems
     }
@@ -382,6 +484,108 @@ impl Config {
     /// The extra certificate paths of `[certificates]`.
     pub fn certificate_paths(&self) -> impl Iterator<Item = &Path> {
         self.certificates.paths.iter().map(|p| p.get_ref().as_path())
+    }
+
+    /// The checks of the `[schedule]`, `[spool]`, `[retry]` tables and `collector.proxy`.
+    fn delivery_problems(&self, text: &str, problems: &mut Vec<Problem>) {
+        let mut check = |key: &str, span: std::ops::Range<usize>, bad: Option<String>| {
+            if let Some(message) = bad {
+                problems.push(Problem {
+                    key: key.into(),
+                    line: line_of(text, span.start),
+                    message,
+                });
+            }
+        };
+        let at_least = |value: u64, min: u64| (value < min).then(|| format!("must be at least {min}"));
+        let at_most = |value: u64, max: u64| (value > max).then(|| format!("must be at most {max}"));
+
+        let cron = &self.schedule.cron;
+        check(
+            "schedule.cron",
+            cron.span(),
+            crate::schedule::Schedule::new(cron.get_ref(), Duration::ZERO).err(),
+        );
+        let splay = &self.schedule.splay_secs;
+        check(
+            "schedule.splay_secs",
+            splay.span(),
+            at_most(*splay.get_ref(), 86_400),
+        );
+        let max_files = &self.spool.max_files;
+        check(
+            "spool.max_files",
+            max_files.span(),
+            at_least(*max_files.get_ref(), 1),
+        );
+        let max_bytes = &self.spool.max_bytes;
+        check(
+            "spool.max_bytes",
+            max_bytes.span(),
+            at_least(*max_bytes.get_ref(), 64 << 10),
+        );
+        let pause = &self.spool.write_pause_ms;
+        check(
+            "spool.write_pause_ms",
+            pause.span(),
+            at_most(*pause.get_ref(), 60_000),
+        );
+        let base = &self.retry.base_ms;
+        check("retry.base_ms", base.span(), at_least(*base.get_ref(), 1));
+        let cap = &self.retry.cap_secs;
+        check(
+            "retry.cap_secs",
+            cap.span(),
+            at_least(*cap.get_ref(), 1).or_else(|| {
+                (cap.get_ref().saturating_mul(1000) < *base.get_ref())
+                    .then(|| "must not be shorter than `retry.base_ms`".to_string())
+            }),
+        );
+        let elapsed = &self.retry.max_elapsed_secs;
+        check(
+            "retry.max_elapsed_secs",
+            elapsed.span(),
+            at_least(*elapsed.get_ref(), 1),
+        );
+        if let Some(proxy) = &self.collector.proxy {
+            check(
+                "collector.proxy",
+                proxy.span(),
+                check_proxy_url(proxy.get_ref()).err(),
+            );
+        }
+    }
+
+    /// The `run` schedule. The config was checked at load, so the line parses.
+    pub fn schedule(&self) -> Result<crate::schedule::Schedule, ConfigError> {
+        crate::schedule::Schedule::new(
+            self.schedule.cron.get_ref(),
+            Duration::from_secs(*self.schedule.splay_secs.get_ref()),
+        )
+        .map_err(|e| ConfigError::Missing(format!("schedule.cron: {e}")))
+    }
+
+    pub fn spool_limits(&self) -> crate::spool::Limits {
+        crate::spool::Limits {
+            max_files: *self.spool.max_files.get_ref(),
+            max_bytes: *self.spool.max_bytes.get_ref(),
+        }
+    }
+
+    pub fn spool_write_pause(&self) -> Duration {
+        Duration::from_millis(*self.spool.write_pause_ms.get_ref())
+    }
+
+    pub fn retry_policy(&self) -> crate::deliver::RetryPolicy {
+        crate::deliver::RetryPolicy {
+            base: Duration::from_millis(*self.retry.base_ms.get_ref()),
+            cap: Duration::from_secs(*self.retry.cap_secs.get_ref()),
+            max_elapsed: Duration::from_secs(*self.retry.max_elapsed_secs.get_ref()),
+        }
+    }
+
+    pub fn collector_proxy(&self) -> Option<&str> {
+        self.collector.proxy.as_ref().map(|p| p.get_ref().as_str())
     }
 
     /// The probes to run, in table order, each with its timeout and read cap.
@@ -452,6 +656,26 @@ pub fn check_collector_url(url: &str) -> Result<reqwest::Url, String> {
         return Err(format!(
             "`{url}` has a query or fragment; give the collector's base URL"
         ));
+    }
+    Ok(parsed)
+}
+
+/// Checks a proxy URL: `http://` (CONNECT over plain TCP, the usual corporate proxy) or `https://`
+/// (TLS to the proxy too), with a host and nothing after it. The message never repeats the URL,
+/// which may carry a password.
+pub fn check_proxy_url(url: &str) -> Result<reqwest::Url, String> {
+    let parsed = reqwest::Url::parse(url).map_err(|e| format!("not a URL: {e}"))?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err(format!(
+            "scheme `{}` is not supported; use http:// or https://",
+            parsed.scheme()
+        ));
+    }
+    if parsed.host_str().is_none_or(str::is_empty) {
+        return Err("has no host".into());
+    }
+    if parsed.path() != "/" || parsed.query().is_some() || parsed.fragment().is_some() {
+        return Err("must be scheme://[user:password@]host[:port] and nothing more".into());
     }
     Ok(parsed)
 }
@@ -654,6 +878,105 @@ timeout_secs = 0
         let err = load(Some(&path), PROBES).unwrap_err().to_string();
         assert!(err.starts_with(&path.display().to_string()), "{err}");
         assert!(err.contains("bogus") && err.contains("line 2"), "{err}");
+    }
+
+    #[test]
+    fn delivery_keys_have_their_defaults() {
+        let c = parse("");
+        let s = c.schedule().unwrap();
+        assert_eq!(s.line(), "0 * * * *");
+        assert_eq!(s.splay(), Duration::from_secs(900));
+        assert_eq!(
+            c.spool_limits(),
+            crate::spool::Limits {
+                max_files: 1000,
+                max_bytes: 64 << 20
+            }
+        );
+        assert_eq!(c.spool_write_pause(), Duration::ZERO);
+        let r = c.retry_policy();
+        assert_eq!(
+            (r.base, r.cap, r.max_elapsed),
+            (
+                Duration::from_secs(1),
+                Duration::from_secs(600),
+                Duration::from_secs(3600)
+            )
+        );
+        assert_eq!(c.collector_proxy(), None);
+    }
+
+    #[test]
+    fn delivery_keys_parse() {
+        let text = r#"
+[collector]
+proxy = "http://user:secret@proxy.example.com:3128"
+[schedule]
+cron = "@daily"
+splay_secs = 0
+[spool]
+max_files = 3
+max_bytes = 1048576
+write_pause_ms = 200
+[retry]
+base_ms = 50
+cap_secs = 1
+max_elapsed_secs = 30
+"#;
+        let c = parse(text);
+        assert!(
+            c.problems(text, PROBES).is_empty(),
+            "{:?}",
+            c.problems(text, PROBES)
+        );
+        assert_eq!(c.schedule().unwrap().line(), "@daily");
+        assert_eq!(c.spool_limits().max_files, 3);
+        assert_eq!(c.spool_write_pause(), Duration::from_millis(200));
+        assert_eq!(c.retry_policy().base, Duration::from_millis(50));
+        assert_eq!(
+            c.collector_proxy(),
+            Some("http://user:secret@proxy.example.com:3128")
+        );
+    }
+
+    #[test]
+    fn bad_delivery_keys_are_all_reported_with_their_lines() {
+        let text = r#"[collector]
+proxy = "socks5://user:secret@proxy:1080"
+[schedule]
+cron = "61 * * * *"
+splay_secs = 100000
+[spool]
+max_files = 0
+max_bytes = 10
+[retry]
+base_ms = 5000
+cap_secs = 1
+max_elapsed_secs = 0
+"#;
+        let problems = parse(text).problems(text, PROBES);
+        let got: Vec<(&str, Option<usize>)> = problems.iter().map(|p| (p.key.as_str(), p.line)).collect();
+        assert_eq!(
+            got,
+            vec![
+                ("collector.proxy", Some(2)),
+                ("schedule.cron", Some(4)),
+                ("schedule.splay_secs", Some(5)),
+                ("spool.max_files", Some(7)),
+                ("spool.max_bytes", Some(8)),
+                ("retry.cap_secs", Some(11)),
+                ("retry.max_elapsed_secs", Some(12)),
+            ],
+            "{problems:?}"
+        );
+        assert!(
+            !problems.iter().any(|p| p.message.contains("secret")),
+            "a proxy password leaked into a message: {problems:?}"
+        );
+        let err = Config::from_toml("[schedule]\ncorn = \"x\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("corn") && err.contains("line 2"), "{err}");
     }
 
     #[test]

@@ -6,19 +6,28 @@
 //! a redirect would be a misconfiguration to report, not to follow with a credential.
 //!
 //! Every outcome maps to one [`DeliverError`] variant, and each variant to a sysexits exit code, so
-//! that scripts and the future scheduler can tell "try later" from "fix the config".
+//! that scripts can tell "try later" from "fix the config", and to a [`Disposition`], which tells the
+//! spool what to do with the snapshot: retry after a backoff ([`Backoff`], full jitter) or after the
+//! collector's `Retry-After`, quarantine it (400, 413, 415, 422), or keep it and wait for an operator
+//! (401: re-enroll; 403: lapsed contract or wrong org, retried rarely).
+//!
+//! Proxies: `collector.proxy`, else `HTTPS_PROXY`/`ALL_PROXY` from the environment, each with
+//! `NO_PROXY` honoured (reqwest's matcher; it needs no cargo feature: `system-proxy` only adds the
+//! macOS and Windows system settings). The collector's TLS session runs inside the proxy's CONNECT
+//! tunnel with the same rustls config as a direct connection, so the proxy sees neither the
+//! credential nor the snapshot; an `https://` proxy is reached with that same config too.
 
 use std::error::Error as StdError;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use callhome_shared::Snapshot;
 use callhome_shared::api::{
     ApiError, ENROLL_PATH, EnrollRequest, EnrollResponse, IngestStatus, SNAPSHOTS_PATH, SnapshotAccepted,
 };
 use reqwest::StatusCode;
-use reqwest::header::{AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE, HeaderValue};
+use reqwest::header::{AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 
@@ -57,6 +66,8 @@ pub enum DeliverError {
         /// `ApiError.message` when the collector sent one, else an excerpt of the body.
         message: String,
         api: Option<ApiError>,
+        /// The `Retry-After` header, when the collector sent one.
+        retry_after: Option<Duration>,
     },
     /// A 2xx, 3xx or other answer that is not what the API says.
     #[error("unexpected answer from the collector: {0}")]
@@ -79,6 +90,124 @@ impl DeliverError {
             DeliverError::Rejected { status, .. } => exit_code_for_status(*status),
             DeliverError::Protocol(_) => exit::PROTOCOL,
         }
+    }
+}
+
+/// What to do with a snapshot after a failed attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Disposition {
+    /// Try again: after `after` when the collector said so (`Retry-After`), else after a backoff.
+    Retry { after: Option<Duration> },
+    /// The collector refused this snapshot for good (400, 413, 415, 422): move it to quarantine.
+    Quarantine,
+    /// 401: the credential is unknown or revoked. Keep the spool; an operator must re-enroll.
+    Reenroll,
+    /// 403: lapsed contract, wrong org or host. Keep the spool and try again rarely.
+    Forbidden,
+}
+
+impl DeliverError {
+    /// What the spool does after this error (SPEC §4 lists what each status means to a client).
+    pub fn disposition(&self) -> Disposition {
+        match self {
+            DeliverError::Rejected {
+                status, retry_after, ..
+            } => match status.as_u16() {
+                400 | 413 | 415 | 422 => Disposition::Quarantine,
+                401 => Disposition::Reenroll,
+                403 => Disposition::Forbidden,
+                _ => Disposition::Retry { after: *retry_after },
+            },
+            // Unreachable, untrusted (an operator may fix the CA while we wait), a protocol
+            // surprise (a proxy's error page): all may pass, none is the snapshot's fault.
+            _ => Disposition::Retry { after: None },
+        }
+    }
+}
+
+/// Longest `Retry-After` obeyed: a misconfigured proxy must not silence the agent for days.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
+
+/// Reads a `Retry-After` value (RFC 9110 §10.2.3): delay-seconds or an HTTP-date (IMF-fixdate).
+/// A date in the past is no delay; anything unreadable is ignored (`None`).
+pub fn parse_retry_after(value: &str, now: time::OffsetDateTime) -> Option<Duration> {
+    let value = value.trim();
+    if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
+        return Some(Duration::from_secs(value.parse::<u64>().unwrap_or(u64::MAX)).min(MAX_RETRY_AFTER));
+    }
+    let format = time::macros::format_description!(
+        "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
+    );
+    let at = time::PrimitiveDateTime::parse(value, &format).ok()?.assume_utc();
+    let delta = at - now;
+    Some(
+        Duration::try_from(delta)
+            .unwrap_or(Duration::ZERO)
+            .min(MAX_RETRY_AFTER),
+    )
+}
+
+/// The backoff settings (config `[retry]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    pub base: Duration,
+    pub cap: Duration,
+    pub max_elapsed: Duration,
+}
+
+/// Exponential backoff with full jitter (the AWS Architecture Blog's "Exponential Backoff And
+/// Jitter"): attempt n waits a uniformly random time in `[0, min(cap, base * 2^n)]`, which spreads
+/// a fleet that failed together better than any fixed schedule.
+#[derive(Debug, Clone)]
+pub struct Backoff {
+    policy: RetryPolicy,
+    attempts: u32,
+    since: Option<Instant>,
+}
+
+impl Backoff {
+    pub fn new(policy: RetryPolicy) -> Backoff {
+        Backoff {
+            policy,
+            attempts: 0,
+            since: None,
+        }
+    }
+
+    pub fn policy(&self) -> RetryPolicy {
+        self.policy
+    }
+
+    /// After a success: the next failure starts from `base` again.
+    pub fn reset(&mut self) {
+        self.attempts = 0;
+        self.since = None;
+    }
+
+    pub fn attempts(&self) -> u32 {
+        self.attempts
+    }
+
+    /// The wait before the next attempt after a failure at `now`, or `None` when the failures have
+    /// lasted `max_elapsed` (then the caller waits for its next scheduled run, and the backoff starts
+    /// over). A `Retry-After` is obeyed, plus up to a tenth more so that a fleet told the same
+    /// delay does not come back in the same second.
+    pub fn next_delay(&mut self, now: Instant, retry_after: Option<Duration>) -> Option<Duration> {
+        let since = *self.since.get_or_insert(now);
+        if now.saturating_duration_since(since) >= self.policy.max_elapsed {
+            self.reset();
+            return None;
+        }
+        let exp = self.policy.base.saturating_mul(1u32 << self.attempts.min(30));
+        self.attempts = self.attempts.saturating_add(1);
+        let jittered = crate::schedule::random_below(exp.min(self.policy.cap));
+        Some(match retry_after {
+            Some(after) => {
+                let after = after.min(MAX_RETRY_AFTER);
+                (after + crate::schedule::random_below(after / 10)).max(jittered)
+            }
+            None => jittered,
+        })
     }
 }
 
@@ -160,10 +289,32 @@ pub struct Collector {
 
 impl Collector {
     /// `url` is the collector's base URL (`https://` only); `ca_file` replaces the system roots.
+    /// Proxies come from the environment (`HTTPS_PROXY`, `NO_PROXY`).
     pub fn new(url: &str, ca_file: Option<&Path>, timeout: Duration) -> Result<Collector, DeliverError> {
+        Collector::with_proxy(url, ca_file, timeout, None)
+    }
+
+    /// As [`Collector::new`], through `proxy` (config `collector.proxy`) when given, with `NO_PROXY`
+    /// from the environment still honoured.
+    pub fn with_proxy(
+        url: &str,
+        ca_file: Option<&Path>,
+        timeout: Duration,
+        proxy: Option<&str>,
+    ) -> Result<Collector, DeliverError> {
         let parsed = crate::config::check_collector_url(url).map_err(DeliverError::Setup)?;
         let tls = tls_config(ca_file)?;
-        let client = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder();
+        if let Some(proxy) = proxy {
+            // Messages name the key, never the URL: it may hold the proxy's password.
+            crate::config::check_proxy_url(proxy)
+                .map_err(|m| DeliverError::Setup(format!("collector.proxy: {m}")))?;
+            let proxy = reqwest::Proxy::https(proxy)
+                .map_err(|e| DeliverError::Setup(format!("collector.proxy: {}", chain_text(&e))))?
+                .no_proxy(reqwest::NoProxy::from_env());
+            builder = builder.proxy(proxy);
+        }
+        let client = builder
             .tls_backend_preconfigured(tls)
             .https_only(true)
             .redirect(reqwest::redirect::Policy::none())
@@ -204,15 +355,18 @@ impl Collector {
 
     /// `POST /v1/snapshots`: the snapshot as compact JSON, zstd-compressed.
     pub async fn send(&self, snapshot: &Snapshot, credential: &str) -> Result<Delivered, DeliverError> {
-        let json = serde_json::to_vec(snapshot).map_err(|e| DeliverError::Setup(format!("snapshot: {e}")))?;
-        let body = zstd::encode_all(json.as_slice(), ZSTD_LEVEL)
-            .map_err(|e| DeliverError::Setup(format!("zstd: {e}")))?;
-        tracing::debug!(
-            id = %snapshot.id,
-            json_bytes = json.len(),
-            zstd_bytes = body.len(),
-            "sending snapshot"
-        );
+        let body = encode_body(snapshot)?;
+        self.send_body(snapshot.id, body, credential).await
+    }
+
+    /// `POST /v1/snapshots` of a body made by [`encode_body`] (as the spool keeps it).
+    pub async fn send_body(
+        &self,
+        id: uuid::Uuid,
+        body: Vec<u8>,
+        credential: &str,
+    ) -> Result<Delivered, DeliverError> {
+        tracing::debug!(%id, zstd_bytes = body.len(), "sending snapshot");
         let mut auth = HeaderValue::from_str(&format!("Bearer {credential}")).map_err(|_| {
             DeliverError::Setup("the saved credential is not a valid header value: enroll again".into())
         })?;
@@ -225,11 +379,18 @@ impl Collector {
             .header(CONTENT_ENCODING, HeaderValue::from_static("zstd"))
             .header(AUTHORIZATION, auth)
             .body(body);
-        let (status, bytes) = self.exchange(&url, request).await?;
+        let (status, bytes, retry_after) = self.exchange_with_retry_after(&url, request).await?;
         if !status.is_success() {
-            return Err(rejected(status, &bytes));
+            let mut error = rejected(status, &bytes);
+            if let DeliverError::Rejected {
+                retry_after: slot, ..
+            } = &mut error
+            {
+                *slot = retry_after;
+            }
+            return Err(error);
         }
-        delivered(status, &bytes, snapshot.id)
+        delivered(status, &bytes, id)
     }
 
     async fn exchange(
@@ -237,14 +398,28 @@ impl Collector {
         url: &str,
         request: reqwest::RequestBuilder,
     ) -> Result<(StatusCode, Vec<u8>), DeliverError> {
+        let (status, bytes, _) = self.exchange_with_retry_after(url, request).await?;
+        Ok((status, bytes))
+    }
+
+    async fn exchange_with_retry_after(
+        &self,
+        url: &str,
+        request: reqwest::RequestBuilder,
+    ) -> Result<(StatusCode, Vec<u8>, Option<Duration>), DeliverError> {
         let response = request.send().await.map_err(|e| self.transport_error(url, &e))?;
         let status = response.status();
+        let retry_after = response
+            .headers()
+            .get(RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| parse_retry_after(v, time::OffsetDateTime::now_utc()));
         let bytes = response
             .bytes()
             .await
             .map_err(|e| self.transport_error(url, &e))?;
-        tracing::debug!(%url, %status, bytes = bytes.len(), "collector answered");
-        Ok((status, bytes.to_vec()))
+        tracing::debug!(%url, %status, bytes = bytes.len(), ?retry_after, "collector answered");
+        Ok((status, bytes.to_vec(), retry_after))
     }
 
     fn transport_error(&self, url: &str, error: &reqwest::Error) -> DeliverError {
@@ -276,6 +451,12 @@ impl Collector {
             detail,
         }
     }
+}
+
+/// The request body of a snapshot: compact JSON, zstd-compressed. This is also what the spool keeps.
+pub fn encode_body(snapshot: &Snapshot) -> Result<Vec<u8>, DeliverError> {
+    let json = serde_json::to_vec(snapshot).map_err(|e| DeliverError::Setup(format!("snapshot: {e}")))?;
+    zstd::encode_all(json.as_slice(), ZSTD_LEVEL).map_err(|e| DeliverError::Setup(format!("zstd: {e}")))
 }
 
 /// Words for the certificate errors an operator meets; rustls's names for the rest.
@@ -330,6 +511,7 @@ fn rejected(status: StatusCode, bytes: &[u8]) -> DeliverError {
             status,
             message: format!("{} ({})", api.message, api.error),
             api: Some(api),
+            retry_after: None,
         },
         Err(_) => {
             let text = String::from_utf8_lossy(bytes);
@@ -343,6 +525,7 @@ fn rejected(status: StatusCode, bytes: &[u8]) -> DeliverError {
                 status,
                 message,
                 api: None,
+                retry_after: None,
             }
         }
     }
@@ -398,6 +581,99 @@ mod tests {
             assert_eq!(code(s), 75, "{s}");
         }
         assert_eq!(code(404), exit::PROTOCOL);
+    }
+
+    #[test]
+    fn statuses_map_to_dispositions() {
+        let d = |s: u16, after: Option<u64>| {
+            let mut e = rejected(StatusCode::from_u16(s).unwrap(), b"");
+            if let DeliverError::Rejected { retry_after, .. } = &mut e {
+                *retry_after = after.map(Duration::from_secs);
+            }
+            e.disposition()
+        };
+        for s in [400, 413, 415, 422] {
+            assert_eq!(d(s, None), Disposition::Quarantine, "{s}");
+        }
+        assert_eq!(d(401, None), Disposition::Reenroll);
+        assert_eq!(d(403, Some(5)), Disposition::Forbidden);
+        assert_eq!(
+            d(429, Some(2)),
+            Disposition::Retry {
+                after: Some(Duration::from_secs(2))
+            }
+        );
+        assert_eq!(
+            d(503, Some(5)),
+            Disposition::Retry {
+                after: Some(Duration::from_secs(5))
+            }
+        );
+        assert_eq!(d(500, None), Disposition::Retry { after: None });
+        assert_eq!(d(404, None), Disposition::Retry { after: None });
+        let timeout = DeliverError::Timeout {
+            url: "https://x".into(),
+            secs: 1,
+        };
+        assert_eq!(timeout.disposition(), Disposition::Retry { after: None });
+    }
+
+    #[test]
+    fn retry_after_in_seconds_or_as_a_date() {
+        let now = time::macros::datetime!(2026-11-20 09:00:00 UTC);
+        let cases: &[(&str, Option<u64>)] = &[
+            ("2", Some(2)),
+            (" 120 ", Some(120)),
+            ("0", Some(0)),
+            ("99999999999999999999", Some(3600)),
+            // RFC 9110's format, 30 s ahead, and one in the past.
+            ("Fri, 20 Nov 2026 09:00:30 GMT", Some(30)),
+            ("Fri, 20 Nov 2026 08:00:00 GMT", Some(0)),
+            ("-5", None),
+            ("soon", None),
+            ("", None),
+            ("Friday, 20-Nov-26 09:00:30 GMT", None),
+        ];
+        for (value, expected) in cases {
+            assert_eq!(
+                parse_retry_after(value, now),
+                expected.map(Duration::from_secs),
+                "{value:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn backoff_grows_with_full_jitter_up_to_the_cap_and_gives_up_after_max_elapsed() {
+        let policy = RetryPolicy {
+            base: Duration::from_millis(100),
+            cap: Duration::from_secs(1),
+            max_elapsed: Duration::from_secs(60),
+        };
+        let t0 = Instant::now();
+        let mut b = Backoff::new(policy);
+        let mut max_seen = Duration::ZERO;
+        for n in 0..40u32 {
+            let d = b.next_delay(t0, None).unwrap();
+            let ceiling = (policy.base * 2u32.pow(n.min(20))).min(policy.cap);
+            assert!(d <= ceiling, "attempt {n}: {d:?} > {ceiling:?}");
+            max_seen = max_seen.max(d);
+        }
+        assert!(
+            max_seen > Duration::from_millis(500),
+            "never near the cap: {max_seen:?}"
+        );
+        // Retry-After wins over a shorter backoff, within a tenth more.
+        b.reset();
+        let d = b.next_delay(t0, Some(Duration::from_secs(2))).unwrap();
+        assert!(
+            d >= Duration::from_secs(2) && d <= Duration::from_millis(2200),
+            "{d:?}"
+        );
+        // After max_elapsed of failures: give up (None) and start over.
+        assert_eq!(b.next_delay(t0 + Duration::from_secs(61), None), None);
+        assert_eq!(b.attempts(), 0);
+        assert!(b.next_delay(t0 + Duration::from_secs(61), None).unwrap() <= policy.base);
     }
 
     #[test]

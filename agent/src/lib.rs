@@ -3,7 +3,10 @@
 //!
 //! Modules in flow order: [`config`] (what the operator asked for), [`state`] (host id and enrollment
 //! on disk), [`probes`] (one file per probe, one registration table), [`snapshot`] (the envelope),
-//! [`deliver`] (HTTPS to the collector), and [`cli`] (the commands, exit codes and output lines).
+//! [`spool`] (snapshots waiting for the collector, durable on disk), [`deliver`] (HTTPS to the
+//! collector, retry classification and backoff), [`schedule`] (cron line, splay, catch-up),
+//! [`daemon`] (collect → redact → spool → deliver, once for `send` or on the schedule for `run`),
+//! and [`cli`] (the commands, exit codes and output lines).
 //!
 //! Invariants: stdout carries only what a command promises (the snapshot JSON of `collect`, the one
 //! result line of `enroll` and `send`); logs go to stderr; the credential and the enrollment token never
@@ -11,11 +14,14 @@
 
 pub mod cli;
 pub mod config;
+pub mod daemon;
 pub mod deliver;
 pub mod probes;
 pub mod redact;
+pub mod schedule;
 pub mod snapshot;
 pub mod source;
+pub mod spool;
 pub mod state;
 
 /// The agent's version, as reported in snapshots, at enrollment and in the `user-agent` header.

@@ -599,3 +599,515 @@ impl RawHttps {
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Delivery: the daemon, the collector's stored ids, a fake collector and a CONNECT proxy.
+// ---------------------------------------------------------------------------------------------
+
+/// Agent config for the delivery tests: a snapshot every second, no splay, a short backoff.
+pub const FAST_SCHEDULE: &str = r#"
+[collector]
+timeout_secs = 5
+[schedule]
+cron = "* * * * * *"
+splay_secs = 0
+[retry]
+base_ms = 50
+cap_secs = 1
+max_elapsed_secs = 600
+"#;
+
+impl Collector {
+    /// Ids of the stored snapshots in the order they were inserted (SQLite rowid order: the ids are
+    /// a `TEXT PRIMARY KEY` of a rowid table, so the rowid grows with every insert), read from the
+    /// database file directly, read-only.
+    pub fn stored_ids(&self) -> Vec<String> {
+        self.stored_snapshots().into_iter().map(|(id, _)| id).collect()
+    }
+
+    /// Stored snapshots (id, JSON body) in insertion order.
+    pub fn stored_snapshots(&self) -> Vec<(String, serde_json::Value)> {
+        let path = self.dir.path().join("callhome.db");
+        if !path.exists() {
+            return Vec::new();
+        }
+        let conn = rusqlite::Connection::open_with_flags(
+            &path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .unwrap();
+        conn.busy_timeout(Duration::from_secs(5)).unwrap();
+        let mut stmt = conn
+            .prepare("SELECT id, body FROM snapshots ORDER BY rowid")
+            .unwrap();
+        stmt.query_map([], |row| {
+            let id: String = row.get(0)?;
+            let body: Vec<u8> = row.get(1)?;
+            Ok((id, body))
+        })
+        .unwrap()
+        .map(|r| {
+            let (id, body) = r.unwrap();
+            let json = zstd::decode_all(body.as_slice()).unwrap();
+            (id, serde_json::from_slice(&json).unwrap())
+        })
+        .collect()
+    }
+
+    /// Whether the server process is running.
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+}
+
+/// Sends a signal with kill(1): the tests need SIGTERM and SIGKILL without unsafe code.
+pub fn signal(pid: u32, sig: &str) {
+    let status = Command::new("kill")
+        .args([&format!("-{sig}"), &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill -{sig} {pid} failed");
+}
+
+/// A running `callhome-agent run`, logging to a file.
+#[derive(Debug)]
+pub struct Daemon {
+    child: Option<Child>,
+    pub log: PathBuf,
+}
+
+/// One `cycle` line of the daemon's log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cycle {
+    pub snapshot: String,
+    pub outcome: String,
+    pub spool_depth: u64,
+    pub dropped: u64,
+}
+
+/// `key=value` of a tracing fmt line.
+pub fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
+    let pat = format!(" {key}=");
+    let start = line.find(&pat)? + pat.len();
+    let rest = &line[start..];
+    Some(rest.split(' ').next().unwrap_or(rest).trim_matches('"'))
+}
+
+impl Agent {
+    /// Starts `run`; its stderr goes to `DIR/run-N.log` (N counts the starts).
+    pub fn spawn_run(&self) -> Daemon {
+        let n = std::fs::read_dir(self.dir.path())
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .starts_with("run-")
+            })
+            .count();
+        let log = self.dir.path().join(format!("run-{n}.log"));
+        let file = std::fs::File::create(&log).unwrap();
+        let mut cmd = self.command(&["run"]);
+        cmd.stdin(Stdio::null())
+            .stdout(file.try_clone().unwrap())
+            .stderr(file);
+        Daemon {
+            child: Some(cmd.spawn().unwrap()),
+            log,
+        }
+    }
+
+    /// Every daemon log of this agent, in start order.
+    pub fn run_logs(&self) -> String {
+        let mut out = String::new();
+        for n in 0.. {
+            match std::fs::read_to_string(self.dir.path().join(format!("run-{n}.log"))) {
+                Ok(text) => out.push_str(&text),
+                Err(_) => break,
+            }
+        }
+        out
+    }
+
+    /// `spool --json`.
+    pub fn spool_json(&self) -> serde_json::Value {
+        let out = self.run_ok(&["spool", "--json"]);
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("spool --json: {e}\n{out}"))
+    }
+
+    /// Names of the files in the spool directory (not the quarantine).
+    pub fn spool_files(&self) -> Vec<String> {
+        let dir = self.state_dir().join("spool");
+        let mut names: Vec<String> = match std::fs::read_dir(&dir) {
+            Ok(rd) => rd
+                .filter_map(|e| {
+                    let e = e.ok()?;
+                    e.file_type()
+                        .ok()?
+                        .is_file()
+                        .then(|| e.file_name().to_string_lossy().into_owned())
+                })
+                .collect(),
+            Err(_) => Vec::new(),
+        };
+        names.sort();
+        names
+    }
+
+    /// Writes an enrollment for `url` trusting `ca` (PEM), as `enroll` would, without a collector:
+    /// for tests against a fake collector.
+    pub fn write_enrollment(&self, url: &str, ca: &Path) {
+        use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+        let state = self.state_dir();
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&state)
+            .unwrap();
+        let host_id = uuid::Uuid::new_v4();
+        std::fs::write(state.join("host_id"), format!("{host_id}\n")).unwrap();
+        let enrollment = serde_json::json!({
+            "credential": format!("chac_{}", "1".repeat(64)),
+            "host_id": host_id,
+            "org": "ACME",
+            "environment": "prod",
+            "collector_url": url,
+            "enrolled_at": "2026-01-01T00:00:00Z",
+        });
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(true)
+            .write(true)
+            .mode(0o600)
+            .open(state.join("enrollment.json"))
+            .unwrap();
+        std::io::Write::write_all(&mut f, enrollment.to_string().as_bytes()).unwrap();
+        std::fs::copy(ca, state.join("collector-ca.pem")).unwrap();
+    }
+}
+
+impl Daemon {
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("daemon running").id()
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The `cycle` lines so far.
+    pub fn cycles(&self) -> Vec<Cycle> {
+        cycles_in(&self.log_text())
+    }
+
+    /// Waits until `done(self)` or panics after `timeout` with the log.
+    pub fn wait_until(&self, timeout: Duration, what: &str, mut done: impl FnMut(&Daemon) -> bool) {
+        let deadline = Instant::now() + timeout;
+        while !done(self) {
+            assert!(
+                Instant::now() < deadline,
+                "timed out after {timeout:?} waiting for {what}\n--- agent log\n{}",
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGTERM, then waits; returns how long it took to exit and its status.
+    pub fn terminate(&mut self) -> (Duration, std::process::ExitStatus) {
+        let mut child = self.child.take().expect("daemon running");
+        let t0 = Instant::now();
+        signal(child.id(), "TERM");
+        let deadline = t0 + Duration::from_secs(20);
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return (t0.elapsed(), status);
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!(
+                    "agent did not stop within 20 s of SIGTERM\n{}",
+                    std::fs::read_to_string(&self.log).unwrap_or_default()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// SIGKILL, and reaps the process.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.kill();
+        if std::thread::panicking() {
+            eprintln!("--- agent log ({})\n{}", self.log.display(), self.log_text());
+        }
+    }
+}
+
+/// The `cycle` lines of a daemon log.
+pub fn cycles_in(log: &str) -> Vec<Cycle> {
+    log.lines()
+        .filter(|l| l.contains(" cycle "))
+        .filter_map(|l| {
+            Some(Cycle {
+                snapshot: field(l, "snapshot")?.to_string(),
+                outcome: field(l, "outcome")?.to_string(),
+                spool_depth: field(l, "spool_depth")?.parse().ok()?,
+                dropped: field(l, "dropped")?.parse().ok()?,
+            })
+        })
+        .collect()
+}
+
+/// Snapshot ids of the log lines with this message (`spooled`, `delivered`), in log order.
+pub fn ids_logged(log: &str, message: &str) -> Vec<String> {
+    let needle = format!(" {message} ");
+    log.lines()
+        .filter(|l| l.contains(&needle) || l.ends_with(&format!(" {message}")))
+        .filter_map(|l| field(l, "snapshot").map(str::to_owned))
+        .collect()
+}
+
+/// One request the fake collector received.
+#[derive(Debug, Clone)]
+pub struct SeenRequest {
+    pub at: Instant,
+    pub method: String,
+    pub path: String,
+}
+
+/// What the fake collector answers: status, extra headers, JSON body.
+pub type Answer = (u16, Vec<(String, String)>, String);
+
+/// A tiny HTTPS server on loopback that answers every request with what `answer` says for the
+/// n-th request, and records them all. Its certificate (rcgen, for 127.0.0.1) is in `ca_path`.
+#[derive(Debug)]
+pub struct FakeCollector {
+    pub addr: SocketAddr,
+    pub ca_path: PathBuf,
+    _dir: TempDir,
+    seen: std::sync::Arc<std::sync::Mutex<Vec<SeenRequest>>>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl FakeCollector {
+    pub fn start(answer: impl Fn(usize) -> Answer + Send + Sync + 'static) -> FakeCollector {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let dir = tempfile::tempdir().unwrap();
+        let key = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string(), "localhost".to_string()])
+            .unwrap();
+        let ca_path = dir.path().join("ca.pem");
+        std::fs::write(&ca_path, key.cert.pem()).unwrap();
+        let cert_der = key.cert.der().clone();
+        let key_der = rustls::pki_types::PrivateKeyDer::try_from(key.signing_key.serialize_der()).unwrap();
+        let config =
+            rustls::ServerConfig::builder_with_provider(rustls::crypto::ring::default_provider().into())
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_no_client_auth()
+                .with_single_cert(vec![cert_der], key_der)
+                .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (stop_tx, mut stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let answer = std::sync::Arc::new(answer);
+        let seen2 = seen.clone();
+        let thread = std::thread::spawn(move || {
+            let rt = runtime();
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+                loop {
+                    let (tcp, _) = tokio::select! {
+                        r = listener.accept() => match r { Ok(x) => x, Err(_) => continue },
+                        _ = &mut stop_rx => return,
+                    };
+                    let acceptor = acceptor.clone();
+                    let seen = seen2.clone();
+                    let answer = answer.clone();
+                    tokio::spawn(async move {
+                        let Ok(mut tls) = acceptor.accept(tcp).await else { return };
+                        let mut buf = Vec::new();
+                        let mut chunk = [0u8; 8192];
+                        let header_end = loop {
+                            if let Some(pos) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                                break pos + 4;
+                            }
+                            match tls.read(&mut chunk).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                            }
+                        };
+                        let head = String::from_utf8_lossy(&buf[..header_end]).into_owned();
+                        let mut first = head.lines().next().unwrap_or("").split(' ');
+                        let method = first.next().unwrap_or("").to_string();
+                        let path = first.next().unwrap_or("").to_string();
+                        let len: usize = head
+                            .lines()
+                            .find_map(|l| {
+                                let (k, v) = l.split_once(':')?;
+                                k.eq_ignore_ascii_case("content-length").then(|| v.trim().parse().ok())?
+                            })
+                            .unwrap_or(0);
+                        while buf.len() < header_end + len {
+                            match tls.read(&mut chunk).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                            }
+                        }
+                        let n = {
+                            let mut seen = seen.lock().unwrap();
+                            seen.push(SeenRequest {
+                                at: Instant::now(),
+                                method,
+                                path,
+                            });
+                            seen.len() - 1
+                        };
+                        let (status, headers, body) = answer(n);
+                        let mut response = format!(
+                            "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n",
+                            body.len()
+                        );
+                        for (k, v) in headers {
+                            response.push_str(&format!("{k}: {v}\r\n"));
+                        }
+                        response.push_str("\r\n");
+                        response.push_str(&body);
+                        let _ = tls.write_all(response.as_bytes()).await;
+                        let _ = tls.shutdown().await;
+                    });
+                }
+            });
+        });
+        FakeCollector {
+            addr,
+            ca_path,
+            _dir: dir,
+            seen,
+            stop: Some(stop_tx),
+            thread: Some(thread),
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("https://{}", self.addr)
+    }
+
+    /// The requests so far.
+    pub fn seen(&self) -> Vec<SeenRequest> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+impl Drop for FakeCollector {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// An HTTP CONNECT proxy on loopback (as squid would be), counting the tunnels it opened.
+#[derive(Debug)]
+pub struct ConnectProxy {
+    pub addr: SocketAddr,
+    tunnels: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl ConnectProxy {
+    pub fn start() -> ConnectProxy {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let tunnels = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let tunnels2 = tunnels.clone();
+        let (stop_tx, mut stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            runtime().block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+                loop {
+                    let (mut client, _) = tokio::select! {
+                        r = listener.accept() => match r { Ok(x) => x, Err(_) => continue },
+                        _ = &mut stop_rx => return,
+                    };
+                    let tunnels = tunnels2.clone();
+                    tokio::spawn(async move {
+                        let mut buf = Vec::new();
+                        let mut byte = [0u8; 1];
+                        while !buf.ends_with(b"\r\n\r\n") {
+                            match client.read(&mut byte).await {
+                                Ok(1) => buf.push(byte[0]),
+                                _ => return,
+                            }
+                        }
+                        let head = String::from_utf8_lossy(&buf).into_owned();
+                        let mut first = head.lines().next().unwrap_or("").split(' ');
+                        if first.next() != Some("CONNECT") {
+                            let _ = client.write_all(b"HTTP/1.1 405 Method Not Allowed\r\n\r\n").await;
+                            return;
+                        }
+                        let target = first.next().unwrap_or("").to_string();
+                        tunnels.lock().unwrap().push(target.clone());
+                        let Ok(mut upstream) = tokio::net::TcpStream::connect(&target).await else {
+                            let _ = client.write_all(b"HTTP/1.1 502 Bad Gateway\r\n\r\n").await;
+                            return;
+                        };
+                        if client
+                            .write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                            .await
+                            .is_err()
+                        {
+                            return;
+                        }
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+                    });
+                }
+            });
+        });
+        ConnectProxy {
+            addr,
+            tunnels,
+            stop: Some(stop_tx),
+            thread: Some(thread),
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The `host:port` of every tunnel opened so far.
+    pub fn tunnels(&self) -> Vec<String> {
+        self.tunnels.lock().unwrap().clone()
+    }
+}
+
+impl Drop for ConnectProxy {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
