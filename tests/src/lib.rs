@@ -653,11 +653,6 @@ impl Collector {
         })
         .collect()
     }
-
-    /// Whether the server process is running.
-    pub fn is_running(&self) -> bool {
-        self.child.is_some()
-    }
 }
 
 /// Sends a signal with kill(1): the tests need SIGTERM and SIGKILL without unsafe code.
