@@ -604,7 +604,8 @@ impl RawHttps {
 // Delivery: the daemon, the collector's stored ids, a fake collector and a CONNECT proxy.
 // ---------------------------------------------------------------------------------------------
 
-/// Agent config for the delivery tests: a snapshot every second, no splay, a short backoff.
+/// Agent config for the delivery tests: a snapshot every second, no splay, a short backoff, and no
+/// `updates` probe (its package-manager query can take a second here, longer than the schedule).
 pub const FAST_SCHEDULE: &str = r#"
 [collector]
 timeout_secs = 5
@@ -615,6 +616,8 @@ splay_secs = 0
 base_ms = 50
 cap_secs = 1
 max_elapsed_secs = 600
+[probes.updates]
+enabled = false
 "#;
 
 impl Collector {
