@@ -350,10 +350,7 @@ tmpfs /run/user/1000 tmpfs rw,seclabel,nosuid,nodev,relatime,size=789872k,mode=7
 
     #[test]
     fn live_host_lists_mounts_without_pseudo_filesystems() {
-        let ctx = crate::probes::ProbeContext {
-            source: std::sync::Arc::new(crate::source::Live),
-            ..crate::probes::testing::context("rpm-healthy")
-        };
+        let ctx = crate::probes::testing::live();
         let Section::Disks(d) = crate::probes::testing::section(probe, &ctx) else {
             panic!("disks probe gave no disks section");
         };

@@ -232,10 +232,7 @@ mod tests {
 
     #[test]
     fn live_host_reports_cleanly() {
-        let ctx = crate::probes::ProbeContext {
-            source: std::sync::Arc::new(crate::source::Live),
-            ..testing::context("rpm-healthy")
-        };
+        let ctx = crate::probes::testing::live();
         let Section::Listeners(s) = testing::section(probe, &ctx) else {
             panic!("not a listeners section")
         };

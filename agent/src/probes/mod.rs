@@ -386,6 +386,14 @@ pub(crate) mod testing {
         context_with(tree, Config::default())
     }
 
+    /// A context over this machine, with the default config.
+    pub fn live() -> ProbeContext {
+        ProbeContext {
+            source: Arc::new(crate::source::Live),
+            ..context("rpm-healthy")
+        }
+    }
+
     pub fn context_with(tree: &str, config: Config) -> ProbeContext {
         let source =
             crate::source::Tree::open(&fixture(tree)).unwrap_or_else(|e| panic!("fixture {tree}: {e}"));

@@ -369,10 +369,7 @@ ActiveEnterTimestampMonotonic=0
 
     #[test]
     fn live_host_reports_cleanly() {
-        let ctx = crate::probes::ProbeContext {
-            source: std::sync::Arc::new(crate::source::Live),
-            ..testing::context("rpm-healthy")
-        };
+        let ctx = crate::probes::testing::live();
         // This machine may have no systemd: then no data; with systemd, a section. Never an error.
         match probe(&ctx) {
             Ok(ProbeOutput::NoData) => {}

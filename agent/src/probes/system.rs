@@ -214,10 +214,7 @@ mod tests {
 
     #[test]
     fn live_host_gives_sane_values() {
-        let ctx = crate::probes::ProbeContext {
-            source: std::sync::Arc::new(crate::source::Live),
-            ..testing::context("rpm-healthy")
-        };
+        let ctx = crate::probes::testing::live();
         let Section::System(s) = testing::section(probe, &ctx) else {
             panic!("not a system section")
         };

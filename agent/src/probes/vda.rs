@@ -1479,10 +1479,7 @@ Checking log levels ................................ [Warning]
 
     #[test]
     fn live_host_reports_cleanly() {
-        let ctx = crate::probes::ProbeContext {
-            source: std::sync::Arc::new(crate::source::Live),
-            ..testing::context("rpm-healthy")
-        };
+        let ctx = crate::probes::testing::live();
         match probe(&ctx) {
             Ok(ProbeOutput::NoData | ProbeOutput::Section(Section::Vda(_))) => {}
             other => panic!("{other:?}"),
