@@ -317,26 +317,7 @@ fd00::21        RAW
 
     /// A throwaway tree: `commands` as (argv, stdout, status), and `tcp.json`.
     fn tree(commands: &[(&[&str], &str, i32)], tcp: &str) -> (tempfile::TempDir, ProbeContext) {
-        let dir = tempfile::tempdir().unwrap();
-        let meta = dir.path().join(crate::source::META_DIR);
-        std::fs::create_dir_all(&meta).unwrap();
-        std::fs::write(
-            meta.join("capture.json"),
-            r#"{"captured_at": "2026-11-20T09:00:00Z"}"#,
-        )
-        .unwrap();
-        std::fs::write(meta.join("tcp.json"), tcp).unwrap();
-        for (argv, stdout, status) in commands {
-            let cmd = meta.join("commands").join(crate::source::command_key(argv));
-            std::fs::create_dir_all(&cmd).unwrap();
-            std::fs::write(cmd.join("stdout"), stdout).unwrap();
-            std::fs::write(cmd.join("status"), status.to_string()).unwrap();
-        }
-        let ctx = ProbeContext {
-            source: std::sync::Arc::new(crate::source::Tree::open(dir.path()).unwrap()),
-            ..testing::context("rpm-healthy")
-        };
-        (dir, ctx)
+        testing::scratch_tree(commands, &[("tcp.json", tcp)])
     }
 
     #[test]
@@ -396,18 +377,7 @@ fd00::21        RAW
 
     #[test]
     fn no_ctxreg_is_no_data() {
-        let dir = tempfile::tempdir().unwrap();
-        let meta = dir.path().join(crate::source::META_DIR);
-        std::fs::create_dir_all(&meta).unwrap();
-        std::fs::write(
-            meta.join("capture.json"),
-            r#"{"captured_at": "2026-11-20T09:00:00Z"}"#,
-        )
-        .unwrap();
-        let ctx = ProbeContext {
-            source: std::sync::Arc::new(crate::source::Tree::open(dir.path()).unwrap()),
-            ..testing::context("rpm-healthy")
-        };
+        let (_dir, ctx) = testing::scratch_tree(&[], &[]);
         assert_eq!(probe(&ctx), Ok(ProbeOutput::NoData));
     }
 }

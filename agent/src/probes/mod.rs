@@ -386,6 +386,38 @@ pub(crate) mod testing {
         context_with(tree, Config::default())
     }
 
+    /// A throwaway tree captured at 2026-11-20T09:00:00Z holding only `commands` (argv, stdout, exit
+    /// status) and the given `.callhome/` files (name, content); keep the directory while the context
+    /// is used.
+    pub fn scratch_tree(
+        commands: &[(&[&str], &str, i32)],
+        meta_files: &[(&str, &str)],
+    ) -> (tempfile::TempDir, ProbeContext) {
+        let dir = tempfile::tempdir().unwrap();
+        let meta = dir.path().join(crate::source::META_DIR);
+        std::fs::create_dir_all(&meta).unwrap();
+        std::fs::write(
+            meta.join("capture.json"),
+            r#"{"captured_at": "2026-11-20T09:00:00Z"}"#,
+        )
+        .unwrap();
+        for (name, content) in meta_files {
+            std::fs::write(meta.join(name), content).unwrap();
+        }
+        for (argv, stdout, status) in commands {
+            let cmd = meta.join("commands").join(crate::source::command_key(argv));
+            std::fs::create_dir_all(&cmd).unwrap();
+            std::fs::write(cmd.join("stdout"), stdout).unwrap();
+            std::fs::write(cmd.join("status"), status.to_string()).unwrap();
+        }
+        let source = crate::source::Tree::open(dir.path()).unwrap();
+        let ctx = ProbeContext {
+            source: Arc::new(source),
+            ..context("rpm-healthy")
+        };
+        (dir, ctx)
+    }
+
     /// A context over this machine, with the default config.
     pub fn live() -> ProbeContext {
         ProbeContext {

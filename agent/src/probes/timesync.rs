@@ -329,28 +329,9 @@ Leap status     : Normal
         assert_eq!(s.ntp_enabled, Some(true));
     }
 
-    /// A context over a throwaway tree holding only `commands` (key, stdout, status).
+    /// A context over a throwaway tree holding only `commands` (argv, stdout, status).
     fn bare_tree(commands: &[(&[&str], &str, i32)]) -> (tempfile::TempDir, ProbeContext) {
-        let dir = tempfile::tempdir().unwrap();
-        let meta = dir.path().join(crate::source::META_DIR);
-        std::fs::create_dir_all(&meta).unwrap();
-        std::fs::write(
-            meta.join("capture.json"),
-            r#"{"captured_at": "2026-11-20T09:00:00Z"}"#,
-        )
-        .unwrap();
-        for (argv, stdout, status) in commands {
-            let cmd = meta.join("commands").join(crate::source::command_key(argv));
-            std::fs::create_dir_all(&cmd).unwrap();
-            std::fs::write(cmd.join("stdout"), stdout).unwrap();
-            std::fs::write(cmd.join("status"), status.to_string()).unwrap();
-        }
-        let tree = crate::source::Tree::open(dir.path()).unwrap();
-        let ctx = ProbeContext {
-            source: std::sync::Arc::new(tree),
-            ..testing::context("rpm-healthy")
-        };
-        (dir, ctx)
+        testing::scratch_tree(commands, &[])
     }
 
     #[test]
