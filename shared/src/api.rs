@@ -58,3 +58,7 @@ pub struct ApiError {
     /// For a person: what was wrong and, where it helps, what to do.
     pub message: String,
 }
+
+/// Request header with the agent's clock at the moment it sent (RFC 3339): the collector compares
+/// it with its own clock to measure the host's clock skew, also for snapshots replayed from a spool.
+pub const SENT_AT_HEADER: &str = "x-callhome-sent-at";

@@ -6,6 +6,7 @@
 //! and shows up in the golden test (`tests/golden.rs`).
 
 pub mod api;
+pub mod rules;
 pub mod sections;
 pub mod snapshot;
 
