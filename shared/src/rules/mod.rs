@@ -29,9 +29,11 @@ pub mod fleet;
 mod host;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
+pub mod trend;
 
-pub use fleet::{FLEET_RULES, FleetHost, FleetHit, FleetInput, FleetRule, evaluate_fleet};
+pub use fleet::{FLEET_RULES, FleetHit, FleetHost, FleetInput, FleetRule, evaluate_fleet};
 pub use host::HOST_RULES;
+pub use trend::{HostTrend, MountUsage, TREND_RULES, TrendPoint, TrendRule, evaluate_trend};
 
 /// Bumped with every change to what the catalog fires on (see invariant 4).
 pub const CATALOG_VERSION: &str = "2026.11.1";
@@ -111,6 +113,8 @@ pub enum Scope {
     Host,
     /// An environment's hosts together (collector only).
     Fleet,
+    /// One host's history of snapshots (collector only).
+    Trend,
 }
 
 /// A rule's catalog entry: everything but its logic.
@@ -182,7 +186,11 @@ impl Outcome {
 
     /// `fire(hit)` when `cond`, else `pass()`.
     pub fn fire_if(cond: bool, hit: impl FnOnce() -> Hit) -> Outcome {
-        if cond { Outcome::fire(hit()) } else { Outcome::pass() }
+        if cond {
+            Outcome::fire(hit())
+        } else {
+            Outcome::pass()
+        }
     }
 }
 
@@ -263,12 +271,13 @@ pub fn sort_findings(findings: &mut [Finding]) {
     });
 }
 
-/// Every rule's catalog entry, host rules then fleet rules, each in catalog order.
+/// Every rule's catalog entry: host, then fleet, then trend rules, each in catalog order.
 pub fn catalog() -> impl Iterator<Item = &'static RuleInfo> {
     HOST_RULES
         .iter()
         .map(|r| &r.info)
         .chain(FLEET_RULES.iter().map(|r| &r.info))
+        .chain(TREND_RULES.iter().map(|r| &r.info))
 }
 
 /// The entry of rule `id`.

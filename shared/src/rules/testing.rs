@@ -39,7 +39,13 @@ pub fn snapshot_with(f: impl FnOnce(&mut Sections)) -> Snapshot {
 #[track_caller]
 pub fn fires(rule: &HostRule, s: &Snapshot) -> Finding {
     let mut all = fires_all(rule, s);
-    assert_eq!(all.len(), 1, "{} fired {} times: {all:#?}", rule.info.id, all.len());
+    assert_eq!(
+        all.len(),
+        1,
+        "{} fired {} times: {all:#?}",
+        rule.info.id,
+        all.len()
+    );
     all.remove(0)
 }
 
@@ -51,9 +57,18 @@ pub fn fires_all(rule: &HostRule, s: &Snapshot) -> Vec<Finding> {
             let findings: Vec<Finding> = hits.into_iter().map(|h| Finding::new(&rule.info, h)).collect();
             for f in &findings {
                 for key in rule.info.evidence {
-                    assert!(f.evidence.contains_key(*key), "{}: evidence lacks `{key}`", rule.info.id);
+                    assert!(
+                        f.evidence.contains_key(*key),
+                        "{}: evidence lacks `{key}`",
+                        rule.info.id
+                    );
                 }
-                assert!(!f.title.contains('{'), "{}: title not filled: {}", rule.info.id, f.title);
+                assert!(
+                    !f.title.contains('{'),
+                    "{}: title not filled: {}",
+                    rule.info.id,
+                    f.title
+                );
             }
             findings
         }
@@ -70,7 +85,12 @@ pub fn passes(rule: &HostRule, s: &Snapshot) {
 /// Asserts `rule` had no input to judge `s`.
 #[track_caller]
 pub fn skipped(rule: &HostRule, s: &Snapshot) {
-    assert_eq!((rule.eval)(s), Outcome::Skipped, "{} should be skipped", rule.info.id);
+    assert_eq!(
+        (rule.eval)(s),
+        Outcome::Skipped,
+        "{} should be skipped",
+        rule.info.id
+    );
 }
 
 /// A fleet host that reported at `COLLECTED_AT`, every hour, with nothing else known.

@@ -70,7 +70,11 @@ fn severity_parses_and_orders() {
 fn evaluation_is_sorted_and_reports_skips() {
     let eval = evaluate_host(&testing::snapshot_with(|_| {}));
     assert!(eval.findings.is_empty());
-    assert_eq!(eval.skipped.len(), HOST_RULES.len(), "no section: every rule skipped");
+    assert_eq!(
+        eval.skipped.len(),
+        HOST_RULES.len(),
+        "no section: every rule skipped"
+    );
 }
 
 #[test]

@@ -58,7 +58,10 @@ mod tests {
     fn fires_past_the_skew() {
         let f = fires(&SKEW_OVER_KERBEROS, &timesync(Some(-301_000.0)));
         assert_eq!(f.evidence["offset_secs"], 301.0);
-        assert_eq!(f.title, "Clock is off by 301.0 s, over the Kerberos skew of 300 s");
+        assert_eq!(
+            f.title,
+            "Clock is off by 301.0 s, over the Kerberos skew of 300 s"
+        );
     }
 
     #[test]
