@@ -12,7 +12,7 @@ use super::{Finding, Hit, RuleInfo};
 use crate::snapshot::Snapshot;
 
 /// The figures of one snapshot that capacity planning needs.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TrendPoint {
     #[serde(with = "time::serde::rfc3339")]
     pub at: OffsetDateTime,
