@@ -15,6 +15,7 @@ use time::{Date, OffsetDateTime};
 
 use crate::config::Config;
 use crate::entitlement::{self, Tier};
+use crate::risk_cmd;
 use crate::store::{Revoked, Store, StoreError, ts};
 
 /// `EX_CONFIG` from sysexits.h.
@@ -62,6 +63,21 @@ pub enum Command {
     /// Enrolled hosts.
     #[command(subcommand)]
     Host(HostCommand),
+    /// Findings: what the rules found on hosts and environments.
+    #[command(subcommand)]
+    Finding(risk_cmd::FindingCommand),
+    /// Suppressions: rules a TAM decided to silence for an org, environment or host.
+    #[command(subcommand)]
+    Suppress(risk_cmd::SuppressCommand),
+    /// The critical queue of Priority and Priority Plus orgs.
+    #[command(subcommand)]
+    Queue(risk_cmd::QueueCommand),
+    /// Risk scores and their history.
+    #[command(subcommand)]
+    Score(risk_cmd::ScoreCommand),
+    /// The periodic judgements.
+    #[command(subcommand)]
+    Jobs(risk_cmd::JobsCommand),
 }
 
 #[derive(Debug, Args)]
@@ -265,6 +281,11 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Contract(cmd) => contract(&open(&cli)?, cmd, now),
         Command::Env(cmd) => env(&open(&cli)?, cmd, now),
         Command::Token(cmd) => token(&open(&cli)?, cmd, now),
+        Command::Finding(cmd) => risk_cmd::findings(&open(&cli)?, cmd, now),
+        Command::Suppress(cmd) => risk_cmd::suppress(&open(&cli)?, cmd, now),
+        Command::Queue(cmd) => risk_cmd::queue(&open(&cli)?, cmd, now),
+        Command::Score(cmd) => risk_cmd::score(&open(&cli)?, cmd, now),
+        Command::Jobs(risk_cmd::JobsCommand::Run) => risk_cmd::jobs(&open(&cli)?, &load_config(&cli)?, now),
         Command::Host(HostCommand::List { org, env, output }) => {
             let hosts = open(&cli)?.list_hosts(org.as_deref(), env.as_deref())?;
             if output.json {
@@ -464,14 +485,14 @@ fn token(store: &Store, cmd: &TokenCommand, now: OffsetDateTime) -> Result<(), C
     Ok(())
 }
 
-fn print_json<T: Serialize>(value: &T) -> Result<(), CliError> {
+pub(crate) fn print_json<T: Serialize>(value: &T) -> Result<(), CliError> {
     let text = serde_json::to_string_pretty(value).map_err(|e| CliError::Failed(e.into()))?;
     println!("{text}");
     Ok(())
 }
 
 /// Columns padded to their widest cell; the last column is not padded.
-fn print_table(headers: &[&str], rows: impl Iterator<Item = Vec<String>>) {
+pub(crate) fn print_table(headers: &[&str], rows: impl Iterator<Item = Vec<String>>) {
     let rows: Vec<Vec<String>> = rows.collect();
     let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
     for row in &rows {
@@ -498,7 +519,7 @@ fn print_table(headers: &[&str], rows: impl Iterator<Item = Vec<String>>) {
 }
 
 /// `2026-11-29T04:36:23.123456Z` -> `2026-11-29T04:36:23Z` for tables.
-fn short_ts(t: &str) -> String {
+pub(crate) fn short_ts(t: &str) -> String {
     match t.split_once('.') {
         Some((seconds, _)) => format!("{seconds}Z"),
         None => t.to_owned(),

@@ -18,6 +18,19 @@
 //! max_inflight_snapshots = 64      # snapshot posts admitted at once; the next one gets 429
 //! retry_after_secs = 5             # Retry-After of a 429 or 503 (plus up to half again, at random)
 //! shutdown_drain_secs = 10         # on SIGTERM/SIGINT: time in-flight requests get to finish
+//!
+//! [jobs]                           # periodic judgements: fleet and trend rules, scores
+//! interval_secs = 300              # how often they run (also once at start)
+//! default_schedule_interval_secs = 4500  # assumed agent interval when an agent does not report one
+//! trend_window_days = 30           # history that capacity forecasts look at
+//!
+//! [webhook]                        # Priority Plus critical alerts; no url = no alerts sent
+//! url = "https://alerts.example.com/callhome"  # https; http only to a loopback address
+//! secret_file = "/etc/callhome/webhook.secret" # HMAC-SHA256 key (required with url); relative
+//!                                  # paths are relative to the config file's directory
+//! ca_file = "/etc/callhome/webhook-ca.pem"     # optional: trust only this CA, not the system's
+//! timeout_secs = 10                # per attempt
+//! max_age_secs = 86400             # an alert undelivered after this long is given up (logged)
 //! ```
 
 use std::net::SocketAddr;
@@ -34,6 +47,8 @@ pub struct Config {
     pub listen: SocketAddr,
     pub tls: TlsConfig,
     pub limits: Limits,
+    pub jobs: JobsConfig,
+    pub webhook: WebhookConfig,
 }
 
 impl Default for Config {
@@ -42,6 +57,52 @@ impl Default for Config {
             listen: SocketAddr::from(([0, 0, 0, 0], 8443)),
             tls: TlsConfig::default(),
             limits: Limits::default(),
+            jobs: JobsConfig::default(),
+            webhook: WebhookConfig::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct JobsConfig {
+    /// Fleet rules (staleness), forecasts and environment/org scores run this often. Staleness is
+    /// measured in hours, so minutes of delay do not matter; each run holds the writer briefly per
+    /// environment.
+    pub interval_secs: u64,
+    /// The agent default (hourly with up to 15 minutes of splay), for agents that do not say.
+    pub default_schedule_interval_secs: u64,
+    pub trend_window_days: u32,
+}
+
+impl Default for JobsConfig {
+    fn default() -> Self {
+        JobsConfig {
+            interval_secs: 300,
+            default_schedule_interval_secs: 4500,
+            trend_window_days: 30,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebhookConfig {
+    pub url: Option<String>,
+    pub secret_file: Option<PathBuf>,
+    pub ca_file: Option<PathBuf>,
+    pub timeout_secs: u64,
+    pub max_age_secs: u64,
+}
+
+impl Default for WebhookConfig {
+    fn default() -> Self {
+        WebhookConfig {
+            url: None,
+            secret_file: None,
+            ca_file: None,
+            timeout_secs: 10,
+            max_age_secs: 86_400,
         }
     }
 }
@@ -133,9 +194,14 @@ impl Config {
             message,
         })?;
         let base = path.parent().unwrap_or(Path::new("."));
-        for file in [&mut config.tls.cert_file, &mut config.tls.key_file]
-            .into_iter()
-            .flatten()
+        for file in [
+            &mut config.tls.cert_file,
+            &mut config.tls.key_file,
+            &mut config.webhook.secret_file,
+            &mut config.webhook.ca_file,
+        ]
+        .into_iter()
+        .flatten()
         {
             if file.is_relative() {
                 *file = base.join(&*file);
@@ -196,6 +262,29 @@ impl Config {
                 "limits.retry_after_secs = {} is more than a day",
                 l.retry_after_secs
             ));
+        }
+        for (key, value) in [
+            ("jobs.interval_secs", self.jobs.interval_secs),
+            (
+                "jobs.default_schedule_interval_secs",
+                self.jobs.default_schedule_interval_secs,
+            ),
+            ("jobs.trend_window_days", u64::from(self.jobs.trend_window_days)),
+            ("webhook.timeout_secs", self.webhook.timeout_secs),
+            ("webhook.max_age_secs", self.webhook.max_age_secs),
+        ] {
+            if value == 0 {
+                problems.push(format!("{key} must be greater than 0"));
+            }
+        }
+        if let Some(url) = &self.webhook.url {
+            if let Err(e) = crate::webhook::check_url(url) {
+                problems.push(format!("webhook.url: {e}"));
+            }
+            if self.webhook.secret_file.is_none() {
+                problems
+                    .push("webhook.url is set but webhook.secret_file is not: alerts are signed".to_owned());
+            }
         }
         if problems.is_empty() {
             Ok(())
@@ -274,6 +363,17 @@ mod tests {
         let c = Config::parse("[limits]\nmax_inflight_snapshots = 2\nretry_after_secs = 2\n").unwrap();
         assert_eq!(c.validate(), Ok(()));
         assert_eq!(c.limits.max_inflight_snapshots, 2);
+    }
+
+    #[test]
+    fn webhook_needs_a_secret_and_a_safe_url() {
+        let c = Config::parse("[webhook]\nurl = \"http://alerts.example.com/x\"\n").unwrap();
+        let problems = c.validate().unwrap_err();
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(problems.iter().any(|p| p.contains("loopback")), "{problems:?}");
+        let c = Config::parse("[webhook]\nurl = \"http://127.0.0.1:9/x\"\nsecret_file = \"s\"\n").unwrap();
+        assert_eq!(c.validate(), Ok(()));
+        assert_eq!(c.jobs.interval_secs, 300);
     }
 
     #[test]

@@ -27,6 +27,26 @@ impl Tier {
     }
 }
 
+impl Tier {
+    /// Best response target for a severity-1 case (SPEC §3): the deadline of a queue entry.
+    pub fn severity1_response(self) -> Duration {
+        match self {
+            Tier::Select => Duration::minutes(30),
+            Tier::Priority => Duration::minutes(15),
+            Tier::PriorityPlus => Duration::minutes(10),
+        }
+    }
+
+    /// Restoration commitment for a severity-1 case (non-platform); Select has none.
+    pub fn severity1_restoration(self) -> Option<Duration> {
+        match self {
+            Tier::Select => None,
+            Tier::Priority => Some(Duration::hours(6)),
+            Tier::PriorityPlus => Some(Duration::hours(4)),
+        }
+    }
+}
+
 impl fmt::Display for Tier {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())

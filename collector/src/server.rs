@@ -55,8 +55,30 @@ pub async fn serve(config: Config, data_dir: &Path) -> anyhow::Result<()> {
     tracing::info!("{}", identity.describe());
     let state = AppState::new(store.clone(), config.limits);
     let shutdown = shutdown_signal()?;
+    let (background_stop, background_stop_rx) = watch::channel(false);
+    let mut background = JoinSet::new();
+    background.spawn(crate::jobs::run(
+        store.clone(),
+        config.jobs,
+        background_stop_rx.clone(),
+    ));
+    match crate::webhook::Sender::from_config(&config.webhook)? {
+        Some(sender) => {
+            background.spawn(sender.run(store.clone(), background_stop_rx));
+        }
+        None => tracing::info!("no webhook.url: Priority Plus alerts are queued but not sent"),
+    }
     tracing::info!("listening on https://{addr}");
     run(listener, TlsAcceptor::from(tls_config), state, shutdown).await;
+    let _ = background_stop.send(true);
+    if tokio::time::timeout(CLOSE_WAIT, async {
+        while background.join_next().await.is_some() {}
+    })
+    .await
+    .is_err()
+    {
+        background.shutdown().await;
+    }
     match store.close(CLOSE_WAIT).await {
         Ok(true) => tracing::info!("database closed"),
         Ok(false) => {

@@ -8,7 +8,7 @@
 use axum::Json;
 use axum::body::Body;
 use axum::extract::State;
-use callhome_shared::api::{AGENT_CREDENTIAL_PREFIX, IngestStatus, SnapshotAccepted};
+use callhome_shared::api::{AGENT_CREDENTIAL_PREFIX, IngestStatus, SENT_AT_HEADER, SnapshotAccepted};
 use callhome_shared::decode_snapshot;
 use http::header::AUTHORIZATION;
 use http::{HeaderMap, StatusCode};
@@ -16,7 +16,7 @@ use time::OffsetDateTime;
 
 use super::{AppError, AppState};
 use crate::ingest::{self, ContentEncoding};
-use crate::store::{AgentIdentity, Authentication, Inserted, NewSnapshot};
+use crate::store::{AgentIdentity, Authentication, Inserted, Judged, NewSnapshot};
 
 pub async fn post_snapshot(
     State(state): State<AppState>,
@@ -34,14 +34,17 @@ pub async fn post_snapshot(
     // (c) a place in the ingest queue, held until the commit is done; none free: 429 before the body
     let permit = state.admission.try_admit()?;
     tracing::debug!(host_id = %agent.host_id, in_flight = state.admission.in_flight(), "snapshot post admitted");
+    // The agent's clock against ours, read on arrival so that queueing does not count as skew.
+    let clock_skew_secs = clock_skew(&headers, OffsetDateTime::now_utc());
     // (d) the body as sent, bounded
     let compressed = ingest::read_limited(body, state.max_body_bytes()).await?;
-    // (e, f) decompress (bounded) and decode, off the async threads
+    // (e, f) decompress (bounded), decode and judge (host rules), off the async threads
     let limit = state.max_decompressed_bytes();
-    let (snapshot, json) = tokio::task::spawn_blocking(move || {
+    let (snapshot, json, judged) = tokio::task::spawn_blocking(move || {
         let json = ingest::decompress(encoding, &compressed, limit)?;
         let snapshot = decode_snapshot(&json)?;
-        Ok::<_, AppError>((snapshot, json))
+        let judged = Judged::of(&snapshot, clock_skew_secs);
+        Ok::<_, AppError>((snapshot, json, judged))
     })
     .await??;
     // (g) a credential writes for its own host only; org and environment come from the credential
@@ -58,6 +61,7 @@ pub async fn post_snapshot(
         schema_version: snapshot.schema_version,
         collected_at: snapshot.collected_at,
         body: json,
+        judged,
     };
     let host_id = agent.host_id;
     // The commit runs in its own task with the permit: if this request is dropped (timeout, client
@@ -109,6 +113,14 @@ async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<AgentIden
     }
 }
 
+/// The agent's clock minus ours in seconds, from `x-callhome-sent-at`; `None` when absent or
+/// unreadable (an older agent): skew is then simply unknown.
+fn clock_skew(headers: &HeaderMap, now: OffsetDateTime) -> Option<f64> {
+    let sent = headers.get(SENT_AT_HEADER)?.to_str().ok()?;
+    let sent = OffsetDateTime::parse(sent.trim(), &time::format_description::well_known::Rfc3339).ok()?;
+    Some((sent - now).as_seconds_f64())
+}
+
 /// The credential in `Authorization: Bearer <credential>` (scheme case-insensitive, RFC 9110 §11.1).
 fn bearer(headers: &HeaderMap) -> Option<&str> {
     let value = headers.get(AUTHORIZATION)?.to_str().ok()?.trim();
@@ -127,6 +139,17 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert(AUTHORIZATION, value.parse().unwrap());
         h
+    }
+
+    #[test]
+    fn clock_skew_from_the_sent_at_header() {
+        let now = time::macros::datetime!(2026-11-20 09:00:00 UTC);
+        let mut h = HeaderMap::new();
+        assert_eq!(clock_skew(&h, now), None);
+        h.insert(SENT_AT_HEADER, "2026-11-20T09:06:00Z".parse().unwrap());
+        assert_eq!(clock_skew(&h, now), Some(360.0));
+        h.insert(SENT_AT_HEADER, "yesterday".parse().unwrap());
+        assert_eq!(clock_skew(&h, now), None);
     }
 
     #[test]

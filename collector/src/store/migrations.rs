@@ -83,6 +83,121 @@ const MIGRATIONS: &[&str] = &[
     ) STRICT;
     CREATE INDEX snapshots_host_collected ON snapshots(host_id, collected_at);
     "#,
+    // 2: findings and their lifecycle, suppressions, the critical queue, the webhook outbox,
+    // capacity trend points, score history, and what the collector knows of each host's latest state.
+    r#"
+    ALTER TABLE hosts ADD COLUMN latest_snapshot_id TEXT;
+    ALTER TABLE hosts ADD COLUMN latest_collected_at TEXT;
+    ALTER TABLE hosts ADD COLUMN schedule_interval_secs INTEGER;
+    ALTER TABLE hosts ADD COLUMN vda_version TEXT;
+    ALTER TABLE hosts ADD COLUMN controllers TEXT;          -- JSON array, as configured on the host
+    ALTER TABLE hosts ADD COLUMN clock_skew_secs REAL;      -- agent clock minus collector clock
+    ALTER TABLE hosts ADD COLUMN catalog_version TEXT;      -- catalog its latest snapshot was judged by
+    ALTER TABLE hosts ADD COLUMN score REAL;                -- current host score; NULL: not scored
+
+    CREATE TABLE trend_points (
+        snapshot_id  TEXT PRIMARY KEY REFERENCES snapshots(id) ON DELETE CASCADE,
+        host_id      TEXT NOT NULL REFERENCES hosts(host_id),
+        collected_at TEXT NOT NULL,
+        point        TEXT NOT NULL                -- JSON of callhome_shared::rules::TrendPoint
+    ) STRICT;
+    CREATE INDEX trend_points_host ON trend_points(host_id, collected_at);
+
+    CREATE TABLE findings (
+        id                INTEGER PRIMARY KEY,
+        org_id            TEXT NOT NULL REFERENCES orgs(id),
+        env_id            INTEGER NOT NULL REFERENCES environments(id),
+        host_id           TEXT REFERENCES hosts(host_id),   -- NULL: about the environment
+        source            TEXT NOT NULL CHECK (source IN ('host', 'fleet', 'trend')),
+        rule_id           TEXT NOT NULL,
+        subject           TEXT NOT NULL,
+        severity          TEXT NOT NULL,
+        title             TEXT NOT NULL,
+        evidence          TEXT NOT NULL,                    -- JSON object
+        first_seen        TEXT NOT NULL,                    -- observed (snapshot time, or job time)
+        detected_at       TEXT NOT NULL,                    -- when the collector learned of it
+        last_seen         TEXT NOT NULL,
+        first_snapshot    TEXT,
+        last_snapshot     TEXT,
+        resolved_at       TEXT,
+        resolved_snapshot TEXT
+    ) STRICT;
+    -- At most one open finding per (scope, rule, subject): the lifecycle's identity.
+    CREATE UNIQUE INDEX findings_open ON findings(env_id, COALESCE(host_id, ''), rule_id, subject)
+        WHERE resolved_at IS NULL;
+    CREATE INDEX findings_host ON findings(host_id, resolved_at);
+    CREATE INDEX findings_org ON findings(org_id, resolved_at);
+
+    CREATE TABLE suppressions (
+        id          INTEGER PRIMARY KEY,
+        org_id      TEXT NOT NULL REFERENCES orgs(id),
+        env_id      INTEGER REFERENCES environments(id),   -- NULL: the whole org
+        host_id     TEXT REFERENCES hosts(host_id),        -- NULL: every host in scope
+        rule_id     TEXT NOT NULL,                         -- stable across catalog versions
+        reason      TEXT NOT NULL,
+        author      TEXT NOT NULL,
+        created_at  TEXT NOT NULL,
+        expires_at  TEXT NOT NULL,
+        ended_at    TEXT,
+        ended_by    TEXT
+    ) STRICT;
+    CREATE INDEX suppressions_org ON suppressions(org_id, rule_id);
+
+    CREATE TABLE queue (
+        id                   INTEGER PRIMARY KEY,
+        finding_id           INTEGER NOT NULL REFERENCES findings(id),
+        org_id               TEXT NOT NULL REFERENCES orgs(id),
+        tier                 TEXT NOT NULL,
+        detected_at          TEXT NOT NULL,
+        response_deadline    TEXT NOT NULL,
+        restoration_deadline TEXT,
+        acknowledged_at      TEXT,
+        acknowledged_by      TEXT,
+        closed_at            TEXT,
+        close_reason         TEXT
+    ) STRICT;
+    CREATE INDEX queue_open ON queue(closed_at, response_deadline);
+    -- A finding has at most one open entry; a suppression that ends re-queues it with a new deadline.
+    CREATE UNIQUE INDEX queue_finding_open ON queue(finding_id) WHERE closed_at IS NULL;
+
+    CREATE TABLE webhook_outbox (
+        id              INTEGER PRIMARY KEY,
+        queue_id        INTEGER NOT NULL REFERENCES queue(id),
+        event           TEXT NOT NULL,
+        body            TEXT NOT NULL,
+        created_at      TEXT NOT NULL,
+        attempts        INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at TEXT NOT NULL,
+        delivered_at    TEXT,
+        gave_up_at      TEXT,
+        last_error      TEXT
+    ) STRICT;
+    CREATE INDEX webhook_outbox_due ON webhook_outbox(next_attempt_at) WHERE delivered_at IS NULL AND gave_up_at IS NULL;
+
+    CREATE TABLE score_history (
+        scope       TEXT NOT NULL CHECK (scope IN ('host', 'env', 'org')),
+        scope_id    TEXT NOT NULL,                 -- host id, env id, org id
+        day         TEXT NOT NULL,                 -- YYYY-MM-DD (UTC): the day's latest score
+        score       REAL NOT NULL,
+        findings    INTEGER NOT NULL,
+        updated_at  TEXT NOT NULL,
+        PRIMARY KEY (scope, scope_id, day)
+    ) STRICT;
+
+    CREATE TABLE scores (
+        scope       TEXT NOT NULL CHECK (scope IN ('env', 'org')),
+        scope_id    TEXT NOT NULL,
+        score       REAL NOT NULL,
+        explanation TEXT NOT NULL,                 -- JSON of the contributions
+        computed_at TEXT NOT NULL,
+        PRIMARY KEY (scope, scope_id)
+    ) STRICT;
+
+    CREATE TABLE meta (
+        key   TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    ) STRICT;
+    "#,
 ];
 
 /// The schema version this binary writes.

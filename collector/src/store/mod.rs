@@ -13,13 +13,17 @@
 //! Times are stored as RFC 3339 UTC text with a fixed width (microseconds), so that text order is
 //! time order; dates as `YYYY-MM-DD`.
 
+pub mod jobs;
 pub mod migrations;
+pub mod risk;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use callhome_shared::Snapshot;
 use callhome_shared::api::EnrollRequest;
+use callhome_shared::rules::{self, Finding, TrendPoint};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use serde::Serialize;
 use time::{Date, OffsetDateTime};
@@ -202,13 +206,85 @@ pub enum Authentication {
     Agent(AgentIdentity),
 }
 
-/// A decoded snapshot ready to store: the metadata the store indexes and the JSON as received.
+/// A decoded snapshot ready to store: the metadata the store indexes, the JSON as received, and what
+/// ingest judged of it.
 #[derive(Debug, Clone)]
 pub struct NewSnapshot {
     pub id: Uuid,
     pub schema_version: u32,
     pub collected_at: OffsetDateTime,
     pub body: Vec<u8>,
+    pub judged: Judged,
+}
+
+/// What ingest derives from a snapshot before storing it, off the database lock: the host rules'
+/// findings, the capacity trend point, and the facts the fleet rules compare across hosts.
+#[derive(Debug, Clone)]
+pub struct Judged {
+    pub findings: Vec<Finding>,
+    pub catalog_version: String,
+    pub trend: TrendPoint,
+    pub schedule_interval_secs: Option<u64>,
+    pub vda_version: Option<String>,
+    pub controllers: Option<Vec<String>>,
+    /// The agent's clock minus the collector's at the post (`x-callhome-sent-at`), if it said.
+    pub clock_skew_secs: Option<f64>,
+}
+
+impl Judged {
+    pub fn of(snapshot: &Snapshot, clock_skew_secs: Option<f64>) -> Judged {
+        let vda = snapshot.sections.vda.as_ref();
+        Judged {
+            findings: rules::evaluate_host(snapshot).findings,
+            catalog_version: rules::CATALOG_VERSION.to_owned(),
+            trend: TrendPoint::from_snapshot(snapshot),
+            schedule_interval_secs: None, // MERGE-R1: agent.schedule_interval_secs
+            vda_version: vda.map(|v| v.version.clone()).filter(|v| !v.is_empty()),
+            controllers: vda.and_then(|v| v.controllers.clone()),
+            clock_skew_secs,
+        }
+    }
+}
+
+/// A suppression to create: `rule` for the org, one environment, or one host.
+#[derive(Debug, Clone)]
+pub struct NewSuppression {
+    pub org: String,
+    pub environment: Option<String>,
+    pub host: Option<Uuid>,
+    pub rule: String,
+    pub reason: String,
+    pub author: String,
+    pub expires_at: OffsetDateTime,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HostScore {
+    pub host_id: String,
+    pub hostname: String,
+    pub score: Option<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ScopeScore {
+    pub name: String,
+    pub score: Option<f64>,
+    pub computed_at: Option<String>,
+    pub explanation: Option<serde_json::Value>,
+    pub hosts: Vec<HostScore>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct OrgScores {
+    pub org: String,
+    pub tier: Option<String>,
+    /// Priority and Priority Plus orgs are scored; Select and lapsed ones are not (SPEC §3).
+    pub scored: bool,
+    pub score: Option<f64>,
+    pub computed_at: Option<String>,
+    pub explanation: Option<serde_json::Value>,
+    pub open_findings: std::collections::BTreeMap<String, i64>,
+    pub environments: Vec<ScopeScore>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -365,7 +441,261 @@ impl Store {
         .map_err(|e| StoreError::Task(e.to_string()))?
     }
 
+    /// Runs the periodic judgements (fleet, trend, scores, catalog change) once.
+    pub async fn run_jobs_async(
+        &self,
+        now: OffsetDateTime,
+        settings: jobs::JobSettings,
+    ) -> Result<jobs::JobReport, StoreError> {
+        self.blocking(move |conn| jobs::run(conn, now, &settings)).await
+    }
+
+    /// Takes the next due webhook event, leased for `lease`.
+    pub async fn claim_webhook(
+        &self,
+        now: OffsetDateTime,
+        lease: time::Duration,
+    ) -> Result<Option<risk::OutboxItem>, StoreError> {
+        self.blocking(move |conn| risk::claim_webhook(conn, now, lease))
+            .await
+    }
+
+    pub async fn record_webhook_attempt(
+        &self,
+        id: i64,
+        attempt: risk::Attempt,
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        self.blocking(move |conn| risk::record_webhook_attempt(conn, id, &attempt, now))
+            .await
+    }
+
     // ---- admin operations (synchronous; the CLI has no runtime) ----
+
+    pub fn run_jobs(
+        &self,
+        now: OffsetDateTime,
+        settings: &jobs::JobSettings,
+    ) -> Result<jobs::JobReport, StoreError> {
+        jobs::run(&mut self.lock(), now, settings)
+    }
+
+    pub fn list_findings(
+        &self,
+        org: &str,
+        filter: &risk::FindingFilter,
+        now: OffsetDateTime,
+    ) -> Result<Vec<risk::FindingRow>, StoreError> {
+        let conn = self.lock();
+        require_org(&conn, org)?;
+        risk::list_findings(&conn, org, filter, now)
+    }
+
+    pub fn list_queue(
+        &self,
+        org: Option<&str>,
+        all: bool,
+        now: OffsetDateTime,
+    ) -> Result<Vec<risk::QueueEntry>, StoreError> {
+        let conn = self.lock();
+        if let Some(org) = org {
+            require_org(&conn, org)?;
+        }
+        risk::list_queue(&conn, org, all, now)
+    }
+
+    /// Records who acknowledged queue entry `id`; `false` when it was acknowledged already.
+    pub fn acknowledge(&self, id: i64, by: &str, now: OffsetDateTime) -> Result<bool, StoreError> {
+        if by.trim().is_empty() {
+            return Err(StoreError::Invalid(
+                "say who acknowledges (`--by NAME`)".to_owned(),
+            ));
+        }
+        risk::acknowledge(&self.lock(), id, by, now)
+    }
+
+    /// Suppresses `rule` for an org, one of its environments or one host, until `expires_at`; closes
+    /// the queue entries it now covers and rescores what it touches.
+    pub fn add_suppression(
+        &self,
+        new: &NewSuppression,
+        now: OffsetDateTime,
+    ) -> Result<risk::Suppression, StoreError> {
+        if rules::rule_info(&new.rule).is_none() {
+            return Err(StoreError::Invalid(format!(
+                "unknown rule `{}` (see `callhome-collector rules list`)",
+                new.rule
+            )));
+        }
+        if new.reason.trim().is_empty() || new.author.trim().is_empty() {
+            return Err(StoreError::Invalid(
+                "a suppression needs a reason and an author".to_owned(),
+            ));
+        }
+        if new.expires_at <= now {
+            return Err(StoreError::Invalid("the expiry must be in the future".to_owned()));
+        }
+        let mut conn = self.lock();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        require_org(&tx, &new.org)?;
+        let env_id = new
+            .environment
+            .as_deref()
+            .map(|e| require_environment(&tx, &new.org, e))
+            .transpose()?;
+        if let Some(host) = new.host {
+            let owner: Option<String> = tx
+                .query_row(
+                    "SELECT org_id FROM hosts WHERE host_id = ?1",
+                    [host.to_string()],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            if owner.as_deref() != Some(new.org.as_str()) {
+                return Err(StoreError::NotFound(format!(
+                    "no host {host} in org `{}`",
+                    new.org
+                )));
+            }
+        }
+        tx.execute(
+            "INSERT INTO suppressions (org_id, env_id, host_id, rule_id, reason, author, created_at, expires_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            params![
+                new.org,
+                env_id,
+                new.host.map(|h| h.to_string()),
+                new.rule,
+                new.reason,
+                new.author,
+                ts(now),
+                ts(new.expires_at)
+            ],
+        )?;
+        let id = tx.last_insert_rowid();
+        risk::close_suppressed_entries(&tx, &new.org, now)?;
+        rescore_org_hosts(&tx, &new.org, now)?;
+        tx.commit()?;
+        risk::list_suppressions(&conn, &new.org, now)?
+            .into_iter()
+            .find(|s| s.id == id)
+            .ok_or_else(|| StoreError::NotFound(format!("suppression {id} vanished")))
+    }
+
+    pub fn list_suppressions(
+        &self,
+        org: &str,
+        now: OffsetDateTime,
+    ) -> Result<Vec<risk::Suppression>, StoreError> {
+        let conn = self.lock();
+        require_org(&conn, org)?;
+        risk::list_suppressions(&conn, org, now)
+    }
+
+    /// Ends suppression `id` now; `false` when it had ended already.
+    pub fn end_suppression(&self, id: i64, by: &str, now: OffsetDateTime) -> Result<bool, StoreError> {
+        let mut conn = self.lock();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let org: Option<String> = tx
+            .query_row("SELECT org_id FROM suppressions WHERE id = ?1", [id], |r| {
+                r.get(0)
+            })
+            .optional()?;
+        let Some(org) = org else {
+            return Err(StoreError::NotFound(format!("no suppression {id}")));
+        };
+        let changed = tx.execute(
+            "UPDATE suppressions SET ended_at = ?2, ended_by = ?3 WHERE id = ?1 AND ended_at IS NULL",
+            params![id, ts(now), by],
+        )?;
+        rescore_org_hosts(&tx, &org, now)?;
+        tx.commit()?;
+        Ok(changed == 1)
+    }
+
+    /// The org's scores now: org, environments and hosts, each with its explanation where stored.
+    pub fn org_scores(&self, org: &str, now: OffsetDateTime) -> Result<OrgScores, StoreError> {
+        let conn = self.lock();
+        require_org(&conn, org)?;
+        let terms: Vec<ContractTerm> = contracts_of(&conn, org)?.iter().map(Contract::term).collect();
+        let tier = entitlement::effective_tier(&terms, now.date());
+        let stored =
+            |scope: &str, id: &str| -> Result<Option<(f64, serde_json::Value, String)>, StoreError> {
+                let row: Option<(f64, String, String)> = conn
+                .query_row(
+                    "SELECT score, explanation, computed_at FROM scores WHERE scope = ?1 AND scope_id = ?2",
+                    [scope, id],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                )
+                .optional()?;
+                row.map(|(score, e, at)| {
+                    serde_json::from_str(&e)
+                        .map(|e| (score, e, at))
+                        .map_err(|e| StoreError::Task(e.to_string()))
+                })
+                .transpose()
+            };
+        let envs: Vec<(i64, String)> = conn
+            .prepare("SELECT id, name FROM environments WHERE org_id = ?1 ORDER BY name")?
+            .query_map([org], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<Result<_, _>>()?;
+        let mut environments = Vec::new();
+        for (id, name) in envs {
+            let hosts: Vec<HostScore> = conn
+                .prepare("SELECT host_id, hostname, score FROM hosts WHERE env_id = ?1 ORDER BY score DESC, hostname")?
+                .query_map([id], |r| {
+                    Ok(HostScore {
+                        host_id: r.get(0)?,
+                        hostname: r.get(1)?,
+                        score: r.get(2)?,
+                    })
+                })?
+                .collect::<Result<_, _>>()?;
+            let s = stored("env", &id.to_string())?;
+            environments.push(ScopeScore {
+                name,
+                score: s.as_ref().map(|x| x.0),
+                computed_at: s.as_ref().map(|x| x.2.clone()),
+                explanation: s.map(|x| x.1),
+                hosts,
+            });
+        }
+        let s = stored("org", org)?;
+        Ok(OrgScores {
+            org: org.to_owned(),
+            tier: tier.map(|t| t.as_str().to_owned()),
+            scored: risk::is_scored(tier),
+            score: s.as_ref().map(|x| x.0),
+            computed_at: s.as_ref().map(|x| x.2.clone()),
+            explanation: s.map(|x| x.1),
+            open_findings: risk::severity_counts(&conn, org)?,
+            environments,
+        })
+    }
+
+    /// Daily score history of an org, an environment (`env`, its name) or a host.
+    pub fn score_history(
+        &self,
+        org: &str,
+        environment: Option<&str>,
+        days: i64,
+        now: OffsetDateTime,
+    ) -> Result<Vec<(String, f64)>, StoreError> {
+        let conn = self.lock();
+        require_org(&conn, org)?;
+        let (scope, id) = match environment {
+            Some(e) => ("env", require_environment(&conn, org, e)?.to_string()),
+            None => ("org", org.to_owned()),
+        };
+        let since = (now - time::Duration::days(days)).date().to_string();
+        let rows = conn
+            .prepare("SELECT day, score FROM score_history WHERE scope = ?1 AND scope_id = ?2 AND day >= ?3 ORDER BY day")?
+            .query_map(params![scope, id, since], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<Result<_, _>>()?;
+        Ok(rows)
+    }
+
+    // ---- org, contract and token admin ----
 
     pub fn add_org(&self, id: &str, name: &str, now: OffsetDateTime) -> Result<Org, StoreError> {
         check_name("org id", id)?;
@@ -782,10 +1112,13 @@ fn insert_snapshot(
                 "snapshot id replayed by a different host; keeping the stored one");
         }
     }
+    if inserted == 1 {
+        judge_snapshot(&tx, agent, snapshot, now)?;
+    }
     // The host was heard from, replay or not.
     tx.execute(
-        "UPDATE hosts SET last_seen = ?2 WHERE host_id = ?1",
-        params![agent.host_id.to_string(), now_ts],
+        "UPDATE hosts SET last_seen = ?2, clock_skew_secs = COALESCE(?3, clock_skew_secs) WHERE host_id = ?1",
+        params![agent.host_id.to_string(), now_ts, snapshot.judged.clock_skew_secs],
     )?;
     tx.commit()?;
     Ok(if inserted == 0 {
@@ -793,6 +1126,67 @@ fn insert_snapshot(
     } else {
         Inserted::Stored
     })
+}
+
+/// Records a newly stored snapshot's trend point and, when it is the host's newest (a spool replay
+/// of an older one must not reopen what a newer one resolved), its findings and score.
+fn judge_snapshot(
+    conn: &Connection,
+    agent: &AgentIdentity,
+    snapshot: &NewSnapshot,
+    now: OffsetDateTime,
+) -> Result<(), StoreError> {
+    let host = agent.host_id.to_string();
+    let collected = ts(snapshot.collected_at);
+    let judged = &snapshot.judged;
+    let point = serde_json::to_string(&judged.trend).map_err(|e| StoreError::Task(e.to_string()))?;
+    conn.prepare_cached(
+        "INSERT INTO trend_points (snapshot_id, host_id, collected_at, point) VALUES (?1, ?2, ?3, ?4)",
+    )?
+    .execute(params![snapshot.id.to_string(), host, collected, point])?;
+    let latest: Option<String> = conn
+        .prepare_cached("SELECT latest_collected_at FROM hosts WHERE host_id = ?1")?
+        .query_row([&host], |r| r.get(0))?;
+    if latest.is_some_and(|l| l >= collected) {
+        return Ok(());
+    }
+    let controllers = judged
+        .controllers
+        .as_ref()
+        .map(serde_json::to_string)
+        .transpose()
+        .map_err(|e| StoreError::Task(e.to_string()))?;
+    conn.prepare_cached(
+        "UPDATE hosts SET latest_snapshot_id = ?2, latest_collected_at = ?3, schedule_interval_secs = ?4,
+                vda_version = ?5, controllers = ?6, catalog_version = ?7
+         WHERE host_id = ?1",
+    )?
+    .execute(params![
+        host,
+        snapshot.id.to_string(),
+        collected,
+        judged.schedule_interval_secs.and_then(|v| i64::try_from(v).ok()),
+        judged.vda_version,
+        controllers,
+        judged.catalog_version
+    ])?;
+    let located: Vec<risk::Located> = judged
+        .findings
+        .iter()
+        .map(|f| (Some(agent.host_id), f.clone()))
+        .collect();
+    let judgement = risk::Judgement {
+        org: &agent.org,
+        env_id: agent.env_id,
+        host: Some(agent.host_id),
+        source: risk::Source::Host,
+        observed_at: snapshot.collected_at,
+        snapshot: Some(snapshot.id),
+        tier: agent.tier,
+    };
+    risk::apply(conn, &judgement, &located, now)?;
+    risk::rescore_host(conn, agent.host_id, agent.tier, now)?;
+    Ok(())
 }
 
 // ---- helpers ----
@@ -863,6 +1257,20 @@ fn check_name(what: &str, s: &str) -> Result<(), StoreError> {
     }
 }
 
+/// Rescores every host of an org (after a suppression changed what counts).
+fn rescore_org_hosts(conn: &Connection, org: &str, now: OffsetDateTime) -> Result<(), StoreError> {
+    let terms: Vec<ContractTerm> = contracts_of(conn, org)?.iter().map(Contract::term).collect();
+    let tier = entitlement::effective_tier(&terms, now.date());
+    let hosts: Vec<String> = conn
+        .prepare("SELECT host_id FROM hosts WHERE org_id = ?1")?
+        .query_map([org], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    for h in hosts {
+        risk::rescore_host(conn, parse_uuid(&h, 0)?, tier, now)?;
+    }
+    Ok(())
+}
+
 /// Fixed-width RFC 3339 UTC, so that text order is time order.
 pub fn ts(t: OffsetDateTime) -> String {
     let format = time::macros::format_description!(
@@ -885,5 +1293,7 @@ fn ser_display<T: std::fmt::Display, S: serde::Serializer>(v: &T, s: S) -> Resul
     s.collect_str(v)
 }
 
+#[cfg(test)]
+mod risk_tests;
 #[cfg(test)]
 mod tests;

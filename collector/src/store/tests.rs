@@ -46,11 +46,30 @@ fn request(token: &str, host_id: Uuid) -> EnrollRequest {
 }
 
 fn snapshot(id: Uuid) -> NewSnapshot {
+    snapshot_judged(id, now(), Vec::new())
+}
+
+/// A stored body is opaque to the store; the judgement is what ingest would have made of it.
+pub(super) fn snapshot_judged(id: Uuid, collected_at: OffsetDateTime, findings: Vec<Finding>) -> NewSnapshot {
+    let trend: TrendPoint = serde_json::from_value(serde_json::json!({
+        "at": collected_at.format(&time::format_description::well_known::Rfc3339).unwrap(),
+        "mounts": [],
+    }))
+    .unwrap();
     NewSnapshot {
         id,
         schema_version: 1,
-        collected_at: now(),
+        collected_at,
         body: br#"{"hello":"world"}"#.to_vec(),
+        judged: Judged {
+            findings,
+            catalog_version: rules::CATALOG_VERSION.to_owned(),
+            trend,
+            schedule_interval_secs: Some(3600),
+            vda_version: None,
+            controllers: None,
+            clock_skew_secs: None,
+        },
     }
 }
 

@@ -1,0 +1,278 @@
+//! The periodic judgements that no single snapshot triggers: fleet rules (staleness, drift across
+//! hosts), trend rules (capacity forecasts), environment and org scores with their daily history,
+//! and the re-judgement of every host's latest snapshot when the rule catalog changes.
+//!
+//! Each environment is judged in its own short transaction, so ingest never waits long for the
+//! single writer.
+
+use callhome_shared::decode_snapshot;
+use callhome_shared::rules::{self, FleetHost, FleetInput, HostTrend, TrendPoint};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use serde::Serialize;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::risk::{self, Judgement, Source};
+use super::{Contract, StoreError, conversion_error, parse_uuid, ts};
+use crate::entitlement::{self, ContractTerm, Tier};
+
+/// What the jobs need to know that the data does not say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JobSettings {
+    /// Schedule interval assumed for agents that do not report theirs.
+    pub default_interval_secs: u64,
+    /// How far back capacity forecasts look.
+    pub trend_window_days: i64,
+    /// At most this many recent points per host feed a forecast.
+    pub trend_max_points: u32,
+}
+
+impl Default for JobSettings {
+    fn default() -> Self {
+        JobSettings {
+            // The agent's default: hourly, with up to 15 minutes of splay.
+            default_interval_secs: 3600 + 900,
+            trend_window_days: 30,
+            trend_max_points: 1000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct JobReport {
+    pub environments: u32,
+    pub hosts: u32,
+    /// Hosts whose latest snapshot was judged again under a new catalog version.
+    pub rejudged: u32,
+    pub opened: u32,
+    pub resolved: u32,
+    pub queued: u32,
+}
+
+impl JobReport {
+    fn add(&mut self, a: &risk::Applied) {
+        self.opened += a.opened;
+        self.resolved += a.resolved;
+        self.queued += a.queued;
+    }
+}
+
+const CATALOG_KEY: &str = "catalog_version";
+
+/// Runs every periodic judgement once.
+pub fn run(
+    conn: &mut Connection,
+    now: OffsetDateTime,
+    settings: &JobSettings,
+) -> Result<JobReport, StoreError> {
+    let mut report = JobReport::default();
+    rejudge_if_catalog_changed(conn, now, &mut report)?;
+    let envs: Vec<(i64, String)> = conn
+        .prepare("SELECT id, org_id FROM environments ORDER BY id")?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    let mut orgs: Vec<(String, Option<Tier>)> = Vec::new();
+    for (env_id, org) in envs {
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tier = tier_of(&tx, &org, now)?;
+        if !orgs.iter().any(|(o, _)| *o == org) {
+            orgs.push((org.clone(), tier));
+        }
+        // A lapsed org sends nothing; judging its silence would only make noise.
+        if tier.is_some() {
+            judge_environment(&tx, env_id, &org, tier, now, settings, &mut report)?;
+        }
+        tx.commit()?;
+        report.environments += 1;
+    }
+    for (org, tier) in orgs {
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        risk::rescore_fleet(&tx, "org", &org, tier, now)?;
+        tx.commit()?;
+    }
+    Ok(report)
+}
+
+fn tier_of(conn: &Connection, org: &str, now: OffsetDateTime) -> Result<Option<Tier>, StoreError> {
+    let terms: Vec<ContractTerm> = super::contracts_of(conn, org)?
+        .iter()
+        .map(Contract::term)
+        .collect();
+    Ok(entitlement::effective_tier(&terms, now.date()))
+}
+
+fn judge_environment(
+    conn: &Connection,
+    env_id: i64,
+    org: &str,
+    tier: Option<Tier>,
+    now: OffsetDateTime,
+    settings: &JobSettings,
+    report: &mut JobReport,
+) -> Result<(), StoreError> {
+    let hosts = fleet_hosts(conn, env_id)?;
+    let input = FleetInput {
+        now,
+        default_interval_secs: settings.default_interval_secs,
+        hosts,
+    };
+    let found = rules::evaluate_fleet(&input);
+    let fleet = Judgement {
+        org,
+        env_id,
+        host: None,
+        source: Source::Fleet,
+        observed_at: now,
+        snapshot: None,
+        tier,
+    };
+    report.add(&risk::apply(conn, &fleet, &found, now)?);
+
+    let since = ts(now - time::Duration::days(settings.trend_window_days));
+    for h in &input.hosts {
+        let trend = HostTrend {
+            host_id: h.host_id,
+            hostname: h.hostname.clone(),
+            points: trend_points(conn, h.host_id, &since, settings.trend_max_points)?,
+        };
+        let found: Vec<risk::Located> = rules::evaluate_trend(&trend)
+            .into_iter()
+            .map(|f| (Some(h.host_id), f))
+            .collect();
+        let judgement = Judgement {
+            host: Some(h.host_id),
+            source: Source::Trend,
+            ..fleet.clone()
+        };
+        report.add(&risk::apply(conn, &judgement, &found, now)?);
+        risk::rescore_host(conn, h.host_id, tier, now)?;
+        report.hosts += 1;
+    }
+    risk::rescore_fleet(conn, "env", &env_id.to_string(), tier, now)?;
+    Ok(())
+}
+
+fn fleet_hosts(conn: &Connection, env_id: i64) -> Result<Vec<FleetHost>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT host_id, hostname, last_seen, enrolled_at, schedule_interval_secs, vda_version, controllers,
+                clock_skew_secs
+         FROM hosts WHERE env_id = ?1 ORDER BY host_id",
+    )?;
+    let rows = stmt.query_map([env_id], |r| {
+        let last_seen: Option<String> = r.get(2)?;
+        let enrolled_at: String = r.get(3)?;
+        let interval: Option<i64> = r.get(4)?;
+        let controllers: Option<String> = r.get(6)?;
+        Ok(FleetHost {
+            host_id: parse_uuid(&r.get::<_, String>(0)?, 0)?,
+            hostname: r.get(1)?,
+            last_received_at: last_seen.map(|t| parse_ts(&t, 2)).transpose()?,
+            enrolled_at: parse_ts(&enrolled_at, 3)?,
+            schedule_interval_secs: interval.and_then(|v| u64::try_from(v).ok()),
+            vda_version: r.get(5)?,
+            controllers: controllers
+                .map(|c| serde_json::from_str(&c).map_err(|e| conversion_error(6, e.to_string())))
+                .transpose()?,
+            clock_skew_secs: r.get(7)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+fn trend_points(conn: &Connection, host: Uuid, since: &str, max: u32) -> Result<Vec<TrendPoint>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT point FROM (SELECT point, collected_at FROM trend_points
+                            WHERE host_id = ?1 AND collected_at >= ?2
+                            ORDER BY collected_at DESC LIMIT ?3)
+         ORDER BY collected_at",
+    )?;
+    let rows = stmt.query_map(params![host.to_string(), since, max], |r| {
+        let point: String = r.get(0)?;
+        serde_json::from_str(&point).map_err(|e| conversion_error(0, e.to_string()))
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+fn parse_ts(s: &str, column: usize) -> rusqlite::Result<OffsetDateTime> {
+    OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+        .map_err(|e| conversion_error(column, e.to_string()))
+}
+
+/// When the catalog changed since the last run: judges the latest snapshot of every host again, so
+/// new rules apply (and retired ones resolve) without waiting for the next snapshot.
+fn rejudge_if_catalog_changed(
+    conn: &mut Connection,
+    now: OffsetDateTime,
+    report: &mut JobReport,
+) -> Result<(), StoreError> {
+    let stored: Option<String> = conn
+        .query_row("SELECT value FROM meta WHERE key = ?1", [CATALOG_KEY], |r| {
+            r.get(0)
+        })
+        .optional()?;
+    if stored.as_deref() == Some(rules::CATALOG_VERSION) {
+        return Ok(());
+    }
+    let hosts: Vec<(String, String, String, i64, String)> = conn
+        .prepare(
+            "SELECT h.host_id, h.latest_snapshot_id, h.org_id, h.env_id, h.latest_collected_at FROM hosts h
+             WHERE h.latest_snapshot_id IS NOT NULL
+               AND (h.catalog_version IS NULL OR h.catalog_version <> ?1)",
+        )?
+        .query_map([rules::CATALOG_VERSION], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+        })?
+        .collect::<Result<_, _>>()?;
+    for (host, snapshot_id, org, env_id, collected_at) in hosts {
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let body: Vec<u8> =
+            tx.query_row("SELECT body FROM snapshots WHERE id = ?1", [&snapshot_id], |r| {
+                r.get(0)
+            })?;
+        let json = zstd::decode_all(body.as_slice()).map_err(StoreError::Compress)?;
+        let snapshot = match decode_snapshot(&json) {
+            Ok(s) => s,
+            Err(e) => {
+                // Stored under an older schema this binary no longer reads: leave its findings be.
+                tracing::warn!(%host, %snapshot_id, error = %e, "cannot re-judge a stored snapshot");
+                continue;
+            }
+        };
+        let host_id = parse_uuid(&host, 0)?;
+        let tier = tier_of(&tx, &org, now)?;
+        let found: Vec<risk::Located> = rules::evaluate_host(&snapshot)
+            .findings
+            .into_iter()
+            .map(|f| (Some(host_id), f))
+            .collect();
+        let judgement = Judgement {
+            org: &org,
+            env_id,
+            host: Some(host_id),
+            source: Source::Host,
+            observed_at: parse_ts(&collected_at, 4)?,
+            snapshot: Some(snapshot.id),
+            tier,
+        };
+        report.add(&risk::apply(&tx, &judgement, &found, now)?);
+        risk::rescore_host(&tx, host_id, tier, now)?;
+        tx.execute(
+            "UPDATE hosts SET catalog_version = ?2 WHERE host_id = ?1",
+            params![host, rules::CATALOG_VERSION],
+        )?;
+        tx.commit()?;
+        report.rejudged += 1;
+    }
+    conn.execute(
+        "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        params![CATALOG_KEY, rules::CATALOG_VERSION],
+    )?;
+    if report.rejudged > 0 {
+        tracing::info!(
+            catalog_version = rules::CATALOG_VERSION,
+            hosts = report.rejudged,
+            "rule catalog changed: latest snapshots judged again"
+        );
+    }
+    Ok(())
+}

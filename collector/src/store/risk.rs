@@ -1,0 +1,758 @@
+//! Findings, their lifecycle, suppressions, the critical queue, the webhook outbox and scores: the
+//! transactions behind them, all on a `&Connection` so that ingest can run them inside the
+//! snapshot's own transaction (a 2xx means the judgement is stored too).
+//!
+//! Lifecycle invariants:
+//! 1. A finding is identified by `(environment, host or none, rule, subject)`; at most one is open at
+//!    a time (a unique partial index). A later judgement of the same scope and source that no longer
+//!    shows it resolves it; if it comes back, it is a new finding.
+//! 2. Each source judges its own findings only: a host snapshot resolves host findings, never the
+//!    fleet's (staleness) or the trend's (forecasts).
+//! 3. Suppressions match on rule ids, which are stable across catalog versions, never on finding
+//!    ids. A suppressed finding stays visible but counts in no score and opens no queue entry.
+//! 4. Queue entries exist only for critical findings of orgs whose effective tier is scored
+//!    (Priority, Priority Plus) when the finding was detected; a resolved or suppressed finding closes
+//!    its entry. Priority Plus entries also put one webhook event in the outbox, in the same
+//!    transaction, so an alert is never lost nor sent for an entry that was rolled back.
+
+use std::collections::{BTreeMap, HashMap};
+
+use callhome_shared::rules::{Finding, Severity};
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::Serialize;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::{StoreError, conversion_error, ts};
+use crate::entitlement::Tier;
+use crate::score::{self, ScoreItem};
+
+/// Which judge produced a finding (invariant 2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Source {
+    Host,
+    Fleet,
+    Trend,
+}
+
+impl Source {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Host => "host",
+            Source::Fleet => "fleet",
+            Source::Trend => "trend",
+        }
+    }
+}
+
+/// Where a judgement applies: one environment, and one host of it or (fleet) all of them.
+#[derive(Debug, Clone)]
+pub struct Judgement<'a> {
+    pub org: &'a str,
+    pub env_id: i64,
+    /// `Some`: the findings of this host only; `None`: every finding of the environment (fleet).
+    pub host: Option<Uuid>,
+    pub source: Source,
+    /// When the facts were observed (the snapshot's time, or the job's).
+    pub observed_at: OffsetDateTime,
+    pub snapshot: Option<Uuid>,
+    /// The org's effective tier now; `None`: lapsed.
+    pub tier: Option<Tier>,
+}
+
+/// What applying a judgement changed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Applied {
+    pub opened: u32,
+    pub updated: u32,
+    pub resolved: u32,
+    pub queued: u32,
+}
+
+/// A finding with the host it is about (`None`: the environment).
+pub type Located = (Option<Uuid>, Finding);
+
+/// Whether a tier gets scores and the queue (SPEC §3).
+pub fn is_scored(tier: Option<Tier>) -> bool {
+    matches!(tier, Some(Tier::Priority | Tier::PriorityPlus))
+}
+
+/// Opens, updates and resolves the findings of one judgement (invariants 1, 2), then queues the
+/// open criticals that have no entry yet (invariant 4).
+pub fn apply(
+    conn: &Connection,
+    j: &Judgement<'_>,
+    found: &[Located],
+    now: OffsetDateTime,
+) -> Result<Applied, StoreError> {
+    let mut applied = Applied::default();
+    let host_filter = j.host.map(|h| h.to_string());
+    let mut open: HashMap<(Option<String>, String, String), i64> = HashMap::new();
+    {
+        let mut stmt = conn.prepare_cached(
+            "SELECT id, host_id, rule_id, subject FROM findings
+             WHERE env_id = ?1 AND source = ?2 AND resolved_at IS NULL
+               AND (?3 IS NULL OR host_id = ?3)",
+        )?;
+        let rows = stmt.query_map(params![j.env_id, j.source.as_str(), host_filter], |r| {
+            Ok(((r.get(1)?, r.get(2)?, r.get(3)?), r.get(0)?))
+        })?;
+        for row in rows {
+            let (key, id) = row?;
+            open.insert(key, id);
+        }
+    }
+    let observed = ts(j.observed_at);
+    let now_ts = ts(now);
+    let snapshot = j.snapshot.map(|s| s.to_string());
+    for (host, f) in found {
+        let host = host.map(|h| h.to_string());
+        let evidence = serde_json::to_string(&f.evidence).map_err(|e| StoreError::Task(e.to_string()))?;
+        let key = (host.clone(), f.rule.clone(), f.subject.clone());
+        if let Some(id) = open.remove(&key) {
+            conn.prepare_cached(
+                "UPDATE findings SET severity = ?2, title = ?3, evidence = ?4, last_seen = ?5,
+                        last_snapshot = COALESCE(?6, last_snapshot)
+                 WHERE id = ?1",
+            )?
+            .execute(params![
+                id,
+                f.severity.as_str(),
+                f.title,
+                evidence,
+                observed,
+                snapshot
+            ])?;
+            applied.updated += 1;
+        } else {
+            conn.prepare_cached(
+                "INSERT INTO findings (org_id, env_id, host_id, source, rule_id, subject, severity, title,
+                                       evidence, first_seen, detected_at, last_seen, first_snapshot, last_snapshot)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?10, ?12, ?12)",
+            )?
+            .execute(params![
+                j.org,
+                j.env_id,
+                host,
+                j.source.as_str(),
+                f.rule,
+                f.subject,
+                f.severity.as_str(),
+                f.title,
+                evidence,
+                observed,
+                now_ts,
+                snapshot
+            ])?;
+            applied.opened += 1;
+        }
+    }
+    for id in open.into_values() {
+        conn.prepare_cached("UPDATE findings SET resolved_at = ?2, resolved_snapshot = ?3 WHERE id = ?1")?
+            .execute(params![id, observed, snapshot])?;
+        close_queue_entry(conn, id, "resolved", now)?;
+        applied.resolved += 1;
+    }
+    applied.queued = queue_open_criticals(conn, j.env_id, j.tier, now)?;
+    Ok(applied)
+}
+
+/// Gives every open, unsuppressed critical finding of the environment without an open queue entry
+/// one, when the org's tier is scored (also one whose suppression ended: a new deadline from now).
+fn queue_open_criticals(
+    conn: &Connection,
+    env_id: i64,
+    tier: Option<Tier>,
+    now: OffsetDateTime,
+) -> Result<u32, StoreError> {
+    let Some(tier) = tier.filter(|t| is_scored(Some(*t))) else {
+        return Ok(0);
+    };
+    let now_ts = ts(now);
+    let candidates: Vec<(i64, String, Option<String>, String)> = {
+        let mut stmt = conn.prepare_cached(
+            "SELECT f.id, f.org_id, f.host_id, f.rule_id FROM findings f
+             WHERE f.env_id = ?1 AND f.resolved_at IS NULL AND f.severity = 'critical'
+               AND NOT EXISTS (SELECT 1 FROM queue q WHERE q.finding_id = f.id AND q.closed_at IS NULL)",
+        )?;
+        stmt.query_map([env_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+            .collect::<Result<_, _>>()?
+    };
+    let mut queued = 0;
+    for (finding_id, org, host, rule) in candidates {
+        if is_suppressed(conn, &org, env_id, host.as_deref(), &rule, &now_ts)? {
+            continue;
+        }
+        let response = now + tier.severity1_response();
+        let restoration = tier.severity1_restoration().map(|d| ts(now + d));
+        conn.prepare_cached(
+            "INSERT INTO queue (finding_id, org_id, tier, detected_at, response_deadline, restoration_deadline)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )?
+        .execute(params![finding_id, org, tier.as_str(), now_ts, ts(response), restoration])?;
+        let queue_id = conn.last_insert_rowid();
+        if tier == Tier::PriorityPlus {
+            enqueue_webhook(conn, queue_id, now)?;
+        }
+        queued += 1;
+    }
+    Ok(queued)
+}
+
+fn close_queue_entry(
+    conn: &Connection,
+    finding_id: i64,
+    reason: &str,
+    now: OffsetDateTime,
+) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "UPDATE queue SET closed_at = ?2, close_reason = ?3 WHERE finding_id = ?1 AND closed_at IS NULL",
+    )?
+    .execute(params![finding_id, ts(now), reason])?;
+    Ok(())
+}
+
+/// Whether an active suppression covers this rule on this host (or environment-level finding).
+pub fn is_suppressed(
+    conn: &Connection,
+    org: &str,
+    env_id: i64,
+    host: Option<&str>,
+    rule: &str,
+    now_ts: &str,
+) -> Result<bool, StoreError> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT EXISTS(SELECT 1 FROM suppressions
+             WHERE org_id = ?1 AND rule_id = ?2 AND ended_at IS NULL AND expires_at > ?3
+               AND (env_id IS NULL OR env_id = ?4)
+               AND (host_id IS NULL OR host_id = ?5))",
+        )?
+        .query_row(params![org, rule, now_ts, env_id, host], |r| r.get(0))?)
+}
+
+/// The body of a Priority Plus alert: everything a receiver needs to act without calling back.
+#[derive(Debug, Serialize)]
+struct WebhookEvent {
+    event: &'static str,
+    queue_id: i64,
+    org: String,
+    tier: String,
+    environment: String,
+    host_id: Option<String>,
+    hostname: Option<String>,
+    rule: String,
+    severity: String,
+    subject: String,
+    title: String,
+    evidence: serde_json::Value,
+    detected_at: String,
+    response_deadline: String,
+    restoration_deadline: Option<String>,
+}
+
+fn enqueue_webhook(conn: &Connection, queue_id: i64, now: OffsetDateTime) -> Result<(), StoreError> {
+    let event = conn.query_row(
+        "SELECT q.id, q.org_id, q.tier, e.name, f.host_id, h.hostname, f.rule_id, f.severity, f.subject,
+                f.title, f.evidence, q.detected_at, q.response_deadline, q.restoration_deadline
+         FROM queue q JOIN findings f ON f.id = q.finding_id
+         JOIN environments e ON e.id = f.env_id
+         LEFT JOIN hosts h ON h.host_id = f.host_id
+         WHERE q.id = ?1",
+        [queue_id],
+        |r| {
+            let evidence: String = r.get(10)?;
+            Ok(WebhookEvent {
+                event: "critical.opened",
+                queue_id: r.get(0)?,
+                org: r.get(1)?,
+                tier: r.get(2)?,
+                environment: r.get(3)?,
+                host_id: r.get(4)?,
+                hostname: r.get(5)?,
+                rule: r.get(6)?,
+                severity: r.get(7)?,
+                subject: r.get(8)?,
+                title: r.get(9)?,
+                evidence: serde_json::from_str(&evidence).unwrap_or(serde_json::Value::Null),
+                detected_at: r.get(11)?,
+                response_deadline: r.get(12)?,
+                restoration_deadline: r.get(13)?,
+            })
+        },
+    )?;
+    let body = serde_json::to_string(&event).map_err(|e| StoreError::Task(e.to_string()))?;
+    conn.prepare_cached(
+        "INSERT INTO webhook_outbox (queue_id, event, body, created_at, next_attempt_at)
+         VALUES (?1, ?2, ?3, ?4, ?4)",
+    )?
+    .execute(params![queue_id, event.event, body, ts(now)])?;
+    Ok(())
+}
+
+/// Recomputes a host's score from its open, unsuppressed findings (all sources) and records the
+/// day's value; an unscored tier clears it.
+pub fn rescore_host(
+    conn: &Connection,
+    host: Uuid,
+    tier: Option<Tier>,
+    now: OffsetDateTime,
+) -> Result<Option<f64>, StoreError> {
+    let host_s = host.to_string();
+    if !is_scored(tier) {
+        conn.prepare_cached("UPDATE hosts SET score = NULL WHERE host_id = ?1")?
+            .execute([&host_s])?;
+        return Ok(None);
+    }
+    let items = score_items(conn, "f.host_id = ?1", &host_s, now)?;
+    let score = score::score_host(&items);
+    conn.prepare_cached("UPDATE hosts SET score = ?2 WHERE host_id = ?1")?
+        .execute(params![host_s, score.value])?;
+    record_history(conn, "host", &host_s, score.value, items.len(), now)?;
+    Ok(Some(score.value))
+}
+
+/// Open, unsuppressed findings matching `filter` (an SQL condition on `f` with one parameter).
+fn score_items(
+    conn: &Connection,
+    filter: &str,
+    arg: &dyn rusqlite::ToSql,
+    now: OffsetDateTime,
+) -> Result<Vec<ScoreItem>, StoreError> {
+    let sql = format!(
+        "SELECT f.host_id, f.rule_id, f.subject, f.severity FROM findings f
+         WHERE {filter} AND f.resolved_at IS NULL
+           AND NOT EXISTS (SELECT 1 FROM suppressions s
+               WHERE s.org_id = f.org_id AND s.rule_id = f.rule_id AND s.ended_at IS NULL AND s.expires_at > ?2
+                 AND (s.env_id IS NULL OR s.env_id = f.env_id)
+                 AND (s.host_id IS NULL OR s.host_id = f.host_id))
+         ORDER BY f.id"
+    );
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let rows = stmt.query_map(params![arg, ts(now)], |r| {
+        let host: Option<String> = r.get(0)?;
+        let severity: String = r.get(3)?;
+        Ok(ScoreItem {
+            host: host.map(|h| super::parse_uuid(&h, 0)).transpose()?,
+            rule: r.get(1)?,
+            subject: r.get(2)?,
+            severity: severity.parse().map_err(|e: String| conversion_error(3, e))?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+fn record_history(
+    conn: &Connection,
+    scope: &str,
+    scope_id: &str,
+    score: f64,
+    findings: usize,
+    now: OffsetDateTime,
+) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "INSERT INTO score_history (scope, scope_id, day, score, findings, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+         ON CONFLICT (scope, scope_id, day) DO UPDATE SET score = excluded.score,
+             findings = excluded.findings, updated_at = excluded.updated_at",
+    )?
+    .execute(params![
+        scope,
+        scope_id,
+        now.date().to_string(),
+        score,
+        i64::try_from(findings).unwrap_or(i64::MAX),
+        ts(now)
+    ])?;
+    Ok(())
+}
+
+/// Scores an environment or an org over its hosts and open findings, stores it with its
+/// explanation and the day's history. `scope` is `env` (id: the env id) or `org`.
+pub fn rescore_fleet(
+    conn: &Connection,
+    scope: &str,
+    scope_id: &str,
+    tier: Option<Tier>,
+    now: OffsetDateTime,
+) -> Result<Option<score::Score>, StoreError> {
+    let env_id: Option<i64> = if scope == "env" {
+        Some(
+            scope_id
+                .parse()
+                .map_err(|_| StoreError::Invalid(format!("bad environment id `{scope_id}`")))?,
+        )
+    } else {
+        None
+    };
+    let (column, arg): (&str, &dyn rusqlite::ToSql) = match &env_id {
+        Some(id) => ("env_id", id),
+        None => ("org_id", &scope_id),
+    };
+    if !is_scored(tier) {
+        conn.prepare_cached("DELETE FROM scores WHERE scope = ?1 AND scope_id = ?2")?
+            .execute([scope, scope_id])?;
+        return Ok(None);
+    }
+    let hosts: Vec<Uuid> = {
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT host_id FROM hosts WHERE {column} = ?1 ORDER BY host_id"
+        ))?;
+        stmt.query_map([arg], |r| super::parse_uuid(&r.get::<_, String>(0)?, 0))?
+            .collect::<Result<_, _>>()?
+    };
+    let items = score_items(conn, &format!("f.{column} = ?1"), arg, now)?;
+    let score = score::score_fleet(&hosts, &items);
+    let explanation =
+        serde_json::to_string(&score.contributions).map_err(|e| StoreError::Task(e.to_string()))?;
+    conn.prepare_cached(
+        "INSERT INTO scores (scope, scope_id, score, explanation, computed_at) VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT (scope, scope_id) DO UPDATE SET score = excluded.score,
+             explanation = excluded.explanation, computed_at = excluded.computed_at",
+    )?
+    .execute(params![scope, scope_id, score.value, explanation, ts(now)])?;
+    record_history(conn, scope, scope_id, score.value, items.len(), now)?;
+    Ok(Some(score))
+}
+
+// ---- read side, for the admin commands (and later the console) ----
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FindingRow {
+    pub id: i64,
+    pub org: String,
+    pub environment: String,
+    pub host_id: Option<String>,
+    pub hostname: Option<String>,
+    pub source: String,
+    pub rule: String,
+    pub severity: Severity,
+    pub subject: String,
+    pub title: String,
+    pub evidence: serde_json::Value,
+    pub first_seen: String,
+    pub detected_at: String,
+    pub last_seen: String,
+    pub resolved_at: Option<String>,
+    pub suppressed: bool,
+}
+
+/// Which findings to list.
+#[derive(Debug, Clone, Default)]
+pub struct FindingFilter {
+    pub environment: Option<String>,
+    pub host: Option<Uuid>,
+    pub min_severity: Option<Severity>,
+    pub rule: Option<String>,
+    /// `open` (default), `resolved` or `all`.
+    pub state: FindingState,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum FindingState {
+    #[default]
+    Open,
+    Resolved,
+    All,
+}
+
+pub fn list_findings(
+    conn: &Connection,
+    org: &str,
+    filter: &FindingFilter,
+    now: OffsetDateTime,
+) -> Result<Vec<FindingRow>, StoreError> {
+    let state = match filter.state {
+        FindingState::Open => "f.resolved_at IS NULL",
+        FindingState::Resolved => "f.resolved_at IS NOT NULL",
+        FindingState::All => "1",
+    };
+    let sql = format!(
+        "SELECT f.id, f.org_id, e.name, f.host_id, h.hostname, f.source, f.rule_id, f.severity, f.subject,
+                f.title, f.evidence, f.first_seen, f.detected_at, f.last_seen, f.resolved_at,
+                EXISTS(SELECT 1 FROM suppressions s
+                   WHERE s.org_id = f.org_id AND s.rule_id = f.rule_id AND s.ended_at IS NULL AND s.expires_at > ?2
+                     AND (s.env_id IS NULL OR s.env_id = f.env_id)
+                     AND (s.host_id IS NULL OR s.host_id = f.host_id))
+         FROM findings f JOIN environments e ON e.id = f.env_id
+         LEFT JOIN hosts h ON h.host_id = f.host_id
+         WHERE f.org_id = ?1 AND {state}
+           AND (?3 IS NULL OR e.name = ?3) AND (?4 IS NULL OR f.host_id = ?4) AND (?5 IS NULL OR f.rule_id = ?5)
+         ORDER BY f.id"
+    );
+    let mut stmt = conn.prepare(&sql)?;
+    let rows = stmt.query_map(
+        params![
+            org,
+            ts(now),
+            filter.environment,
+            filter.host.map(|h| h.to_string()),
+            filter.rule
+        ],
+        |r| {
+            let severity: String = r.get(7)?;
+            let evidence: String = r.get(10)?;
+            Ok(FindingRow {
+                id: r.get(0)?,
+                org: r.get(1)?,
+                environment: r.get(2)?,
+                host_id: r.get(3)?,
+                hostname: r.get(4)?,
+                source: r.get(5)?,
+                rule: r.get(6)?,
+                severity: severity.parse().map_err(|e: String| conversion_error(7, e))?,
+                subject: r.get(8)?,
+                title: r.get(9)?,
+                evidence: serde_json::from_str(&evidence).map_err(|e| conversion_error(10, e.to_string()))?,
+                first_seen: r.get(11)?,
+                detected_at: r.get(12)?,
+                last_seen: r.get(13)?,
+                resolved_at: r.get(14)?,
+                suppressed: r.get(15)?,
+            })
+        },
+    )?;
+    let mut out: Vec<FindingRow> = rows.collect::<Result<_, _>>()?;
+    if let Some(min) = filter.min_severity {
+        out.retain(|f| f.severity >= min);
+    }
+    out.sort_by(|a, b| b.severity.cmp(&a.severity).then(a.id.cmp(&b.id)));
+    Ok(out)
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct QueueEntry {
+    pub id: i64,
+    pub finding_id: i64,
+    pub org: String,
+    pub tier: String,
+    pub environment: String,
+    pub host_id: Option<String>,
+    pub hostname: Option<String>,
+    pub rule: String,
+    pub subject: String,
+    pub title: String,
+    pub detected_at: String,
+    pub response_deadline: String,
+    pub restoration_deadline: Option<String>,
+    /// The response deadline has passed without an acknowledgement.
+    pub overdue: bool,
+    pub acknowledged_at: Option<String>,
+    pub acknowledged_by: Option<String>,
+    pub closed_at: Option<String>,
+    pub close_reason: Option<String>,
+}
+
+/// Queue entries, open ones first by deadline. `org`: only that org's; `all`: closed ones too.
+pub fn list_queue(
+    conn: &Connection,
+    org: Option<&str>,
+    all: bool,
+    now: OffsetDateTime,
+) -> Result<Vec<QueueEntry>, StoreError> {
+    let mut stmt = conn.prepare(
+        "SELECT q.id, q.finding_id, q.org_id, q.tier, e.name, f.host_id, h.hostname, f.rule_id, f.subject,
+                f.title, q.detected_at, q.response_deadline, q.restoration_deadline, q.acknowledged_at,
+                q.acknowledged_by, q.closed_at, q.close_reason
+         FROM queue q JOIN findings f ON f.id = q.finding_id
+         JOIN environments e ON e.id = f.env_id
+         LEFT JOIN hosts h ON h.host_id = f.host_id
+         WHERE (?1 IS NULL OR q.org_id = ?1) AND (?2 OR q.closed_at IS NULL)
+         ORDER BY q.closed_at IS NOT NULL, q.response_deadline, q.id",
+    )?;
+    let now_ts = ts(now);
+    let rows = stmt.query_map(params![org, all], |r| {
+        let deadline: String = r.get(11)?;
+        let acknowledged_at: Option<String> = r.get(13)?;
+        let closed_at: Option<String> = r.get(15)?;
+        Ok(QueueEntry {
+            id: r.get(0)?,
+            finding_id: r.get(1)?,
+            org: r.get(2)?,
+            tier: r.get(3)?,
+            environment: r.get(4)?,
+            host_id: r.get(5)?,
+            hostname: r.get(6)?,
+            rule: r.get(7)?,
+            subject: r.get(8)?,
+            title: r.get(9)?,
+            detected_at: r.get(10)?,
+            overdue: acknowledged_at.is_none() && closed_at.is_none() && deadline < now_ts,
+            response_deadline: deadline,
+            restoration_deadline: r.get(12)?,
+            acknowledged_at,
+            acknowledged_by: r.get(14)?,
+            closed_at,
+            close_reason: r.get(16)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Records who acknowledged an entry, and when. Acknowledging twice keeps the first.
+pub fn acknowledge(conn: &Connection, id: i64, by: &str, now: OffsetDateTime) -> Result<bool, StoreError> {
+    let exists: bool = conn.query_row("SELECT EXISTS(SELECT 1 FROM queue WHERE id = ?1)", [id], |r| {
+        r.get(0)
+    })?;
+    if !exists {
+        return Err(StoreError::NotFound(format!("no queue entry {id}")));
+    }
+    let changed = conn.execute(
+        "UPDATE queue SET acknowledged_at = ?2, acknowledged_by = ?3 WHERE id = ?1 AND acknowledged_at IS NULL",
+        params![id, ts(now), by],
+    )?;
+    Ok(changed == 1)
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Suppression {
+    pub id: i64,
+    pub org: String,
+    pub environment: Option<String>,
+    pub host_id: Option<String>,
+    pub rule: String,
+    pub reason: String,
+    pub author: String,
+    pub created_at: String,
+    pub expires_at: String,
+    pub ended_at: Option<String>,
+    pub ended_by: Option<String>,
+    pub active: bool,
+}
+
+pub fn list_suppressions(
+    conn: &Connection,
+    org: &str,
+    now: OffsetDateTime,
+) -> Result<Vec<Suppression>, StoreError> {
+    let mut stmt = conn.prepare(
+        "SELECT s.id, s.org_id, e.name, s.host_id, s.rule_id, s.reason, s.author, s.created_at, s.expires_at,
+                s.ended_at, s.ended_by
+         FROM suppressions s LEFT JOIN environments e ON e.id = s.env_id
+         WHERE s.org_id = ?1 ORDER BY s.id",
+    )?;
+    let now_ts = ts(now);
+    let rows = stmt.query_map([org], |r| {
+        let expires_at: String = r.get(8)?;
+        let ended_at: Option<String> = r.get(9)?;
+        Ok(Suppression {
+            id: r.get(0)?,
+            org: r.get(1)?,
+            environment: r.get(2)?,
+            host_id: r.get(3)?,
+            rule: r.get(4)?,
+            reason: r.get(5)?,
+            author: r.get(6)?,
+            created_at: r.get(7)?,
+            active: ended_at.is_none() && expires_at > now_ts,
+            expires_at,
+            ended_at,
+            ended_by: r.get(10)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Closes the queue entries of open findings that an active suppression now covers.
+pub fn close_suppressed_entries(
+    conn: &Connection,
+    org: &str,
+    now: OffsetDateTime,
+) -> Result<u32, StoreError> {
+    let now_ts = ts(now);
+    let changed = conn.execute(
+        "UPDATE queue SET closed_at = ?2, close_reason = 'suppressed'
+         WHERE closed_at IS NULL AND org_id = ?1 AND finding_id IN (
+             SELECT f.id FROM findings f JOIN suppressions s
+               ON s.org_id = f.org_id AND s.rule_id = f.rule_id AND s.ended_at IS NULL AND s.expires_at > ?2
+              AND (s.env_id IS NULL OR s.env_id = f.env_id) AND (s.host_id IS NULL OR s.host_id = f.host_id)
+             WHERE f.org_id = ?1)",
+        params![org, now_ts],
+    )?;
+    Ok(u32::try_from(changed).unwrap_or(u32::MAX))
+}
+
+/// A host's open findings counted by severity (for summaries).
+pub fn severity_counts(conn: &Connection, org: &str) -> Result<BTreeMap<String, i64>, StoreError> {
+    let mut stmt = conn.prepare(
+        "SELECT severity, COUNT(*) FROM findings WHERE org_id = ?1 AND resolved_at IS NULL GROUP BY severity",
+    )?;
+    let rows = stmt.query_map([org], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// The webhook event due next, if any: claimed by pushing its next attempt `lease` ahead, so that
+/// another sender (another replica) does not take it meanwhile.
+#[derive(Debug, Clone)]
+pub struct OutboxItem {
+    pub id: i64,
+    pub event: String,
+    pub body: String,
+    pub attempts: i64,
+    pub created_at: String,
+}
+
+pub fn claim_webhook(
+    conn: &Connection,
+    now: OffsetDateTime,
+    lease: time::Duration,
+) -> Result<Option<OutboxItem>, StoreError> {
+    let now_ts = ts(now);
+    let item: Option<OutboxItem> = conn
+        .query_row(
+            "SELECT id, event, body, attempts, created_at FROM webhook_outbox
+             WHERE delivered_at IS NULL AND gave_up_at IS NULL AND next_attempt_at <= ?1
+             ORDER BY next_attempt_at, id LIMIT 1",
+            [&now_ts],
+            |r| {
+                Ok(OutboxItem {
+                    id: r.get(0)?,
+                    event: r.get(1)?,
+                    body: r.get(2)?,
+                    attempts: r.get(3)?,
+                    created_at: r.get(4)?,
+                })
+            },
+        )
+        .optional()?;
+    if let Some(item) = &item {
+        conn.execute(
+            "UPDATE webhook_outbox SET next_attempt_at = ?2 WHERE id = ?1",
+            params![item.id, ts(now + lease)],
+        )?;
+    }
+    Ok(item)
+}
+
+/// What became of one delivery attempt.
+#[derive(Debug, Clone)]
+pub enum Attempt {
+    Delivered,
+    Retry { error: String, next: OffsetDateTime },
+    GiveUp { error: String },
+}
+
+pub fn record_webhook_attempt(
+    conn: &Connection,
+    id: i64,
+    attempt: &Attempt,
+    now: OffsetDateTime,
+) -> Result<(), StoreError> {
+    let now_ts = ts(now);
+    match attempt {
+        Attempt::Delivered => conn.execute(
+            "UPDATE webhook_outbox SET attempts = attempts + 1, delivered_at = ?2, last_error = NULL WHERE id = ?1",
+            params![id, now_ts],
+        )?,
+        Attempt::Retry { error, next } => conn.execute(
+            "UPDATE webhook_outbox SET attempts = attempts + 1, last_error = ?2, next_attempt_at = ?3 WHERE id = ?1",
+            params![id, error, ts(*next)],
+        )?,
+        Attempt::GiveUp { error } => conn.execute(
+            "UPDATE webhook_outbox SET attempts = attempts + 1, last_error = ?2, gave_up_at = ?3 WHERE id = ?1",
+            params![id, error, now_ts],
+        )?,
+    };
+    Ok(())
+}

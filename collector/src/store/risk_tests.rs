@@ -1,0 +1,441 @@
+//! Findings lifecycle, queue, suppressions, scores and jobs, against a real SQLite file.
+
+use callhome_shared::rules::testing::snapshot_with;
+use callhome_shared::rules::{Finding, HOST_RULES, Hit, RuleInfo, rule_info};
+use callhome_shared::sections::TimesyncSection;
+use callhome_shared::{HostRole, Snapshot};
+use time::Duration as TimeDuration;
+use time::macros::datetime;
+
+use super::jobs::JobSettings;
+use super::risk::{FindingFilter, FindingState};
+use super::tests::snapshot_judged;
+use super::*;
+
+const T0: OffsetDateTime = datetime!(2026-11-20 09:00:00 UTC);
+
+fn info(id: &str) -> &'static RuleInfo {
+    rule_info(id).unwrap_or_else(|| panic!("rule {id} not in the catalog"))
+}
+
+/// A critical host rule and a non-critical one from the catalog, whatever its content.
+fn critical_rule() -> &'static RuleInfo {
+    HOST_RULES
+        .iter()
+        .map(|r| &r.info)
+        .find(|r| r.severity == Severity::Critical)
+        .expect("the catalog has a critical host rule")
+}
+
+fn finding(info: &RuleInfo, subject: &str) -> Finding {
+    let mut hit = Hit::about(subject);
+    for key in info.evidence {
+        hit = hit.with(key, 1);
+    }
+    Finding::new(info, hit)
+}
+
+fn low_finding() -> Finding {
+    let mut f = finding(critical_rule(), "");
+    f.rule = "TEST-LOW-001".to_owned();
+    f.severity = Severity::Low;
+    f
+}
+
+use callhome_shared::rules::Severity;
+
+struct Org {
+    _dir: tempfile::TempDir,
+    store: Store,
+    agent: AgentIdentity,
+}
+
+/// An org with the given active contracts, one environment and one enrolled host.
+async fn org_with(tiers: &[Tier]) -> Org {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_in(dir.path()).unwrap();
+    let now = OffsetDateTime::now_utc();
+    let today = now.date();
+    store.add_org("ORG-1", "Example Corp", now).unwrap();
+    for (i, tier) in tiers.iter().enumerate() {
+        store
+            .add_contract(
+                "ORG-1",
+                &format!("line{i}"),
+                *tier,
+                today - TimeDuration::days(100),
+                today + TimeDuration::days(600),
+                now,
+            )
+            .unwrap();
+    }
+    store.add_environment("ORG-1", "prod", now).unwrap();
+    let token = store
+        .issue_token("ORG-1", "prod", TimeDuration::days(30), now)
+        .unwrap();
+    let host_id = Uuid::now_v7();
+    let enrolled = store
+        .enroll(
+            EnrollRequest {
+                token: token.token.expose().to_owned(),
+                host_id,
+                hostname: "vda01".to_owned(),
+                role: HostRole::Vda,
+                agent_version: "0.1.0".to_owned(),
+            },
+            now,
+        )
+        .await
+        .unwrap();
+    let agent = match store
+        .authenticate_agent(enrolled.credential.expose().to_owned(), today)
+        .await
+        .unwrap()
+    {
+        Authentication::Agent(a) => a,
+        other => panic!("{other:?}"),
+    };
+    Org {
+        _dir: dir,
+        store,
+        agent,
+    }
+}
+
+impl Org {
+    async fn send(&self, at: OffsetDateTime, findings: Vec<Finding>, now: OffsetDateTime) {
+        self.store
+            .insert_snapshot(
+                self.agent.clone(),
+                snapshot_judged(Uuid::now_v7(), at, findings),
+                now,
+            )
+            .await
+            .unwrap();
+    }
+
+    fn open(&self, now: OffsetDateTime) -> Vec<risk::FindingRow> {
+        self.store
+            .list_findings("ORG-1", &FindingFilter::default(), now)
+            .unwrap()
+    }
+
+    fn host_score(&self) -> Option<f64> {
+        self.store
+            .lock()
+            .query_row(
+                "SELECT score FROM hosts WHERE host_id = ?1",
+                [self.agent.host_id.to_string()],
+                |r| r.get(0),
+            )
+            .unwrap()
+    }
+
+    fn count(&self, sql: &str) -> i64 {
+        self.store.lock().query_row(sql, [], |r| r.get(0)).unwrap()
+    }
+}
+
+#[tokio::test]
+async fn findings_open_update_and_resolve_with_the_snapshots() {
+    let org = org_with(&[Tier::PriorityPlus]).await;
+    let crit = finding(critical_rule(), "");
+    let low = low_finding();
+    let now = T0 + TimeDuration::minutes(1);
+    org.send(T0, vec![crit.clone(), low.clone()], now).await;
+    let open = org.open(now);
+    assert_eq!(open.len(), 2);
+    assert_eq!(open[0].rule, crit.rule, "most severe first");
+    assert_eq!(
+        open[0].first_seen,
+        ts(T0),
+        "first seen: when observed on the host"
+    );
+    assert_eq!(
+        open[0].detected_at,
+        ts(now),
+        "detected: when the collector learned it"
+    );
+
+    // Priority Plus: one queue entry, deadline 10 minutes after detection, 4 h restoration, one alert.
+    let queue = org.store.list_queue(Some("ORG-1"), false, now).unwrap();
+    assert_eq!(queue.len(), 1);
+    assert_eq!(queue[0].response_deadline, ts(now + TimeDuration::minutes(10)));
+    assert_eq!(
+        queue[0].restoration_deadline.as_deref(),
+        Some(ts(now + TimeDuration::hours(4))).as_deref()
+    );
+    assert!(!queue[0].overdue);
+    assert_eq!(org.count("SELECT COUNT(*) FROM webhook_outbox"), 1);
+    let body: String = org
+        .store
+        .lock()
+        .query_row("SELECT body FROM webhook_outbox", [], |r| r.get(0))
+        .unwrap();
+    let body: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(body["event"], "critical.opened");
+    assert_eq!(body["rule"], crit.rule.as_str());
+    assert_eq!(body["hostname"], "vda01");
+    let scored = org.host_score().unwrap();
+    assert!(scored > 0.0);
+
+    // Later: the critical is gone, the low one stays.
+    let later = now + TimeDuration::hours(1);
+    org.send(T0 + TimeDuration::hours(1), vec![low.clone()], later)
+        .await;
+    let open = org.open(later);
+    assert_eq!(open.len(), 1);
+    assert_eq!(open[0].rule, low.rule);
+    let all = org.store.list_queue(Some("ORG-1"), true, later).unwrap();
+    assert_eq!(all[0].close_reason.as_deref(), Some("resolved"));
+    assert!(org.host_score().unwrap() < scored);
+    let resolved = org
+        .store
+        .list_findings(
+            "ORG-1",
+            &FindingFilter {
+                state: FindingState::Resolved,
+                ..Default::default()
+            },
+            later,
+        )
+        .unwrap();
+    assert_eq!(resolved.len(), 1);
+    assert_eq!(resolved[0].resolved_at, Some(ts(T0 + TimeDuration::hours(1))));
+
+    // An older snapshot replayed from a spool does not reopen what a newer one resolved.
+    org.send(T0 + TimeDuration::minutes(30), vec![crit.clone()], later)
+        .await;
+    assert_eq!(org.open(later).len(), 1);
+    assert_eq!(
+        org.count("SELECT COUNT(*) FROM trend_points"),
+        3,
+        "its trend point is kept"
+    );
+
+    // It comes back: a new finding, and a new queue entry.
+    org.send(
+        T0 + TimeDuration::hours(2),
+        vec![crit.clone(), low.clone()],
+        later,
+    )
+    .await;
+    assert_eq!(org.open(later).len(), 2);
+    assert_eq!(org.count("SELECT COUNT(*) FROM findings"), 3);
+    assert_eq!(
+        org.store.list_queue(Some("ORG-1"), false, later).unwrap().len(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn priority_deadline_is_fifteen_minutes_and_select_gets_no_queue_nor_score() {
+    let org = org_with(&[Tier::Priority]).await;
+    let now = T0 + TimeDuration::minutes(1);
+    org.send(T0, vec![finding(critical_rule(), "")], now).await;
+    let queue = org.store.list_queue(None, false, now).unwrap();
+    assert_eq!(queue[0].response_deadline, ts(now + TimeDuration::minutes(15)));
+    assert_eq!(
+        queue[0].restoration_deadline,
+        Some(ts(now + TimeDuration::hours(6)))
+    );
+    assert_eq!(
+        org.count("SELECT COUNT(*) FROM webhook_outbox"),
+        0,
+        "alerts are for Priority Plus"
+    );
+    let overdue = org
+        .store
+        .list_queue(None, false, now + TimeDuration::minutes(16))
+        .unwrap();
+    assert!(overdue[0].overdue);
+
+    // A mixed-tier org (Priority Plus and Select, both active) is served as Select.
+    let mixed = org_with(&[Tier::PriorityPlus, Tier::Select]).await;
+    assert_eq!(mixed.agent.tier, Some(Tier::Select));
+    mixed.send(T0, vec![finding(critical_rule(), "")], now).await;
+    assert_eq!(mixed.open(now).len(), 1, "Select orgs still get findings");
+    assert!(mixed.store.list_queue(None, true, now).unwrap().is_empty());
+    assert_eq!(mixed.host_score(), None);
+    assert_eq!(mixed.count("SELECT COUNT(*) FROM score_history"), 0);
+    let scores = mixed.store.org_scores("ORG-1", now).unwrap();
+    assert!(!scores.scored);
+}
+
+#[tokio::test]
+async fn suppression_silences_queue_and_score_and_its_end_requeues() {
+    let org = org_with(&[Tier::PriorityPlus]).await;
+    let crit = finding(critical_rule(), "");
+    let now = OffsetDateTime::now_utc();
+    org.send(now - TimeDuration::minutes(5), vec![crit.clone()], now)
+        .await;
+    assert!(org.host_score().unwrap() > 0.0);
+
+    let s = org
+        .store
+        .add_suppression(
+            &NewSuppression {
+                org: "ORG-1".to_owned(),
+                environment: Some("prod".to_owned()),
+                host: Some(org.agent.host_id),
+                rule: crit.rule.clone(),
+                reason: "known, fix scheduled".to_owned(),
+                author: "tam@example.com".to_owned(),
+                expires_at: now + TimeDuration::days(7),
+            },
+            now,
+        )
+        .unwrap();
+    assert!(s.active);
+    assert_eq!(
+        org.host_score(),
+        Some(0.0),
+        "suppressed findings count in no score"
+    );
+    assert!(org.store.list_queue(None, false, now).unwrap().is_empty());
+    let listed = org.open(now);
+    assert!(listed[0].suppressed, "still visible, marked suppressed");
+
+    // Still there in the next snapshot: no new entry while suppressed.
+    org.send(now - TimeDuration::minutes(1), vec![crit.clone()], now)
+        .await;
+    assert!(org.store.list_queue(None, false, now).unwrap().is_empty());
+
+    assert!(org.store.end_suppression(s.id, "tam@example.com", now).unwrap());
+    assert!(!org.store.end_suppression(s.id, "tam@example.com", now).unwrap());
+    assert!(org.host_score().unwrap() > 0.0);
+    org.send(now, vec![crit.clone()], now).await;
+    assert_eq!(
+        org.store.list_queue(None, false, now).unwrap().len(),
+        1,
+        "requeued"
+    );
+
+    // Refusals name the problem.
+    let bad = |rule: &str, reason: &str, expires: OffsetDateTime| NewSuppression {
+        org: "ORG-1".to_owned(),
+        environment: None,
+        host: None,
+        rule: rule.to_owned(),
+        reason: reason.to_owned(),
+        author: "a".to_owned(),
+        expires_at: expires,
+    };
+    let e = org
+        .store
+        .add_suppression(&bad("NOPE-NOPE-001", "r", now + TimeDuration::days(1)), now);
+    assert!(e.unwrap_err().to_string().contains("unknown rule"));
+    let e = org
+        .store
+        .add_suppression(&bad(&crit.rule, " ", now + TimeDuration::days(1)), now);
+    assert!(e.unwrap_err().is_usage());
+    let e = org
+        .store
+        .add_suppression(&bad(&crit.rule, "r", now - TimeDuration::days(1)), now);
+    assert!(e.unwrap_err().to_string().contains("future"));
+}
+
+#[tokio::test]
+async fn acknowledging_records_who_and_when_once() {
+    let org = org_with(&[Tier::PriorityPlus]).await;
+    let now = T0 + TimeDuration::minutes(1);
+    org.send(T0, vec![finding(critical_rule(), "")], now).await;
+    let id = org.store.list_queue(None, false, now).unwrap()[0].id;
+    assert!(org.store.acknowledge(id, "tam@example.com", now).unwrap());
+    assert!(!org.store.acknowledge(id, "other@example.com", now).unwrap());
+    let entry = &org
+        .store
+        .list_queue(None, false, now + TimeDuration::hours(1))
+        .unwrap()[0];
+    assert_eq!(entry.acknowledged_by.as_deref(), Some("tam@example.com"));
+    assert_eq!(entry.acknowledged_at, Some(ts(now)));
+    assert!(!entry.overdue, "acknowledged entries are not overdue");
+    assert!(matches!(
+        org.store.acknowledge(999, "x", now),
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(org.store.acknowledge(id, " ", now).unwrap_err().is_usage());
+}
+
+#[tokio::test]
+async fn jobs_find_stale_hosts_and_score_environment_and_org() {
+    let org = org_with(&[Tier::Priority]).await;
+    let sent = OffsetDateTime::now_utc();
+    org.send(sent, Vec::new(), sent).await;
+    let settings = JobSettings::default();
+
+    let report = org
+        .store
+        .run_jobs(sent + TimeDuration::minutes(5), &settings)
+        .unwrap();
+    assert_eq!((report.environments, report.hosts), (1, 1));
+    assert!(org.open(sent).is_empty(), "fresh host: not stale");
+
+    // Three hours of silence with an hourly schedule: stale.
+    let later = sent + TimeDuration::hours(3);
+    org.store.run_jobs(later, &settings).unwrap();
+    let open = org.open(later);
+    assert_eq!(open.len(), 1, "{open:?}");
+    assert!(open[0].rule.starts_with("FLEET-STALE"), "{open:?}");
+    assert!(org.host_score().unwrap() > 0.0, "stale hosts count as risk");
+    let scores = org.store.org_scores("ORG-1", later).unwrap();
+    assert!(scores.scored);
+    assert!(scores.score.unwrap() > 0.0);
+    assert!(scores.environments[0].score.unwrap() > 0.0);
+    assert!(
+        scores
+            .explanation
+            .unwrap()
+            .as_array()
+            .is_some_and(|a| !a.is_empty())
+    );
+    let history = org.store.score_history("ORG-1", None, 30, later).unwrap();
+    assert_eq!(history.len(), 1);
+
+    // It calls home again: the staleness resolves at the next run.
+    org.send(later, Vec::new(), later).await;
+    org.store
+        .run_jobs(later + TimeDuration::minutes(5), &settings)
+        .unwrap();
+    assert!(org.open(later).is_empty());
+}
+
+#[tokio::test]
+async fn a_catalog_change_judges_the_latest_snapshots_again() {
+    let org = org_with(&[Tier::Priority]).await;
+    // Stored with no findings by an older catalog, but the body shows a clock 10 minutes off.
+    let snapshot: Snapshot = {
+        let mut s = snapshot_with(|s| {
+            s.timesync = Some(TimesyncSection {
+                offset_ms: Some(600_000.0),
+                kerberos_clockskew_secs: Some(300),
+                ..Default::default()
+            })
+        });
+        s.host.host_id = org.agent.host_id;
+        s.id = Uuid::now_v7();
+        s
+    };
+    let mut new = snapshot_judged(snapshot.id, snapshot.collected_at, Vec::new());
+    new.body = serde_json::to_vec(&snapshot).unwrap();
+    new.judged.catalog_version = "2000.01.1".to_owned();
+    let now = OffsetDateTime::now_utc();
+    org.store
+        .insert_snapshot(org.agent.clone(), new, now)
+        .await
+        .unwrap();
+    assert!(org.open(now).is_empty());
+
+    let report = org.store.run_jobs(now, &JobSettings::default()).unwrap();
+    assert_eq!(report.rejudged, 1);
+    let open = org.open(now);
+    assert!(
+        open.iter().any(|f| f.rule == info("TIME-SKEW-001").id),
+        "{open:?}"
+    );
+    // Once per catalog version.
+    assert_eq!(
+        org.store.run_jobs(now, &JobSettings::default()).unwrap().rejudged,
+        0
+    );
+}
