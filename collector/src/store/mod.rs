@@ -372,11 +372,11 @@ impl Store {
                 Ok(mutex) => {
                     let conn = mutex.into_inner().unwrap_or_else(|p| p.into_inner());
                     // The final checkpoint writes and fsyncs: keep it off the async threads.
-                    return tokio::task::spawn_blocking(move || conn.close())
+                    return tokio::task::spawn_blocking(move || conn.close().map_err(|(_, e)| e))
                         .await
                         .map_err(|e| StoreError::Task(e.to_string()))?
                         .map(|()| true)
-                        .map_err(|(_, e)| StoreError::Sqlite(e));
+                        .map_err(StoreError::Sqlite);
                 }
                 Err(shared) if tokio::time::Instant::now() < deadline => {
                     conn = shared;
