@@ -62,6 +62,9 @@ pub enum Command {
     /// Enrolled hosts.
     #[command(subcommand)]
     Host(HostCommand),
+    /// The rule catalog.
+    #[command(subcommand)]
+    Rules(crate::rules_cmd::RulesCommand),
 }
 
 #[derive(Debug, Args)]
@@ -265,6 +268,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Contract(cmd) => contract(&open(&cli)?, cmd, now),
         Command::Env(cmd) => env(&open(&cli)?, cmd, now),
         Command::Token(cmd) => token(&open(&cli)?, cmd, now),
+        Command::Rules(cmd) => Ok(crate::rules_cmd::run(cmd)?),
         Command::Host(HostCommand::List { org, env, output }) => {
             let hosts = open(&cli)?.list_hosts(org.as_deref(), env.as_deref())?;
             if output.json {

@@ -20,6 +20,7 @@ pub mod config;
 pub mod entitlement;
 pub mod http;
 pub mod ingest;
+pub mod rules_cmd;
 pub mod secret;
 pub mod server;
 pub mod store;
