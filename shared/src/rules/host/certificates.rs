@@ -78,14 +78,12 @@ fn judge(s: &Snapshot, wanted: fn(&Snapshot, &CertificateInfo) -> bool) -> Outco
     let Some(certs) = &s.sections.certificates else {
         return Outcome::Skipped;
     };
-    Outcome::Hits(
-        certs
-            .certificates
-            .iter()
-            .filter(|c| wanted(s, c))
-            .map(|c| hit(s, c))
-            .collect(),
-    )
+    let mut found: Vec<&CertificateInfo> = certs.certificates.iter().filter(|c| wanted(s, c)).collect();
+    // One finding per subject (invariant 2): a file may hold two certificates with the same DN (a
+    // renewed CA beside the old one); the one expiring first speaks for them.
+    found.sort_by(|a, b| (&a.path, &a.subject, a.not_after).cmp(&(&b.path, &b.subject, b.not_after)));
+    found.dedup_by(|later, first| later.path == first.path && later.subject == first.subject);
+    Outcome::Hits(found.into_iter().map(|c| hit(s, c)).collect())
 }
 
 fn is_expired(s: &Snapshot, c: &CertificateInfo) -> bool {
@@ -173,6 +171,16 @@ mod tests {
             "Certificate CN=vda01.example.com in /etc/vda.pem expired on 2026-11-20T03:00:00Z"
         );
         passes(&EXPIRING, &s);
+    }
+
+    #[test]
+    fn same_subject_twice_in_a_file_is_one_finding_about_the_first_to_expire() {
+        let s = certs(vec![
+            cert("/etc/ca.pem", COLLECTED_AT + time::Duration::days(20)),
+            cert("/etc/ca.pem", COLLECTED_AT + time::Duration::days(5)),
+        ]);
+        let f = fires(&EXPIRING, &s);
+        assert_eq!(f.evidence["days_left"], 5);
     }
 
     #[test]

@@ -4,18 +4,6 @@ use super::HostRule;
 
 mod time;
 
-// Areas DISK, LOG, MEM, CRASH, UPD, CERT, AGENT, PROBE.
-mod agent;
-mod certificates;
-mod crashes;
-mod disks;
-mod logs;
-mod memory;
-mod probes;
-mod updates;
-
-pub(crate) use agent::MIN_SUPPORTED_AGENT_VERSION;
-
 /// Every host rule, grouped by area. The order is the catalog's order (docs, `rules list`).
 pub static HOST_RULES: &[HostRule] = &[
     time::SKEW_OVER_KERBEROS,
@@ -42,3 +30,15 @@ pub static HOST_RULES: &[HostRule] = &[
     agent::SPOOL_LOSS,
     probes::PROBE_FAILED,
 ];
+
+// Areas DISK, LOG, MEM, CRASH, UPD, CERT, AGENT, PROBE.
+mod agent;
+mod certificates;
+mod crashes;
+mod disks;
+mod logs;
+mod memory;
+mod probes;
+mod updates;
+
+pub(crate) use agent::MIN_SUPPORTED_AGENT_VERSION;
