@@ -78,6 +78,9 @@ pub enum Command {
     /// The periodic judgements.
     #[command(subcommand)]
     Jobs(risk_cmd::JobsCommand),
+    /// The rule catalog.
+    #[command(subcommand)]
+    Rules(crate::rules_cmd::RulesCommand),
 }
 
 #[derive(Debug, Args)]
@@ -286,6 +289,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Queue(cmd) => risk_cmd::queue(&open(&cli)?, cmd, now),
         Command::Score(cmd) => risk_cmd::score(&open(&cli)?, cmd, now),
         Command::Jobs(risk_cmd::JobsCommand::Run) => risk_cmd::jobs(&open(&cli)?, &load_config(&cli)?, now),
+        Command::Rules(cmd) => Ok(crate::rules_cmd::run(cmd)?),
         Command::Host(HostCommand::List { org, env, output }) => {
             let hosts = open(&cli)?.list_hosts(org.as_deref(), env.as_deref())?;
             if output.json {

@@ -22,6 +22,7 @@ pub mod http;
 pub mod ingest;
 pub mod jobs;
 pub mod risk_cmd;
+pub mod rules_cmd;
 pub mod score;
 pub mod secret;
 pub mod server;

@@ -14,7 +14,9 @@ use tempfile::TempDir;
 const CTXVDA_SHOW: &str = "systemctl+show+ctxvda.service+--property%3DLoadState%2CActiveState%2CSubState%2CResult%2CUnitFileState%2CNRestarts%2CActiveEnterTimestampMonotonic%2CStateChangeTimestampMonotonic";
 
 fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/hosts").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures/hosts")
+        .join(name)
 }
 
 fn copy_tree(from: &Path, to: &Path) {
@@ -76,7 +78,10 @@ struct Received {
 
 impl Received {
     fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -119,7 +124,8 @@ impl Receiver {
                     headers,
                     body: String::from_utf8(body).unwrap(),
                 });
-                let _ = stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+                let _ =
+                    stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
             }
         });
         Receiver { url, got }
@@ -176,7 +182,11 @@ fn priority_plus_critical_is_queued_alerted_and_resolved_when_fixed() {
     assert_eq!(entry["tier"], "priority-plus");
     let detected = parse_ts(entry["detected_at"].as_str().unwrap());
     let deadline = parse_ts(entry["response_deadline"].as_str().unwrap());
-    assert_eq!(deadline - detected, time::Duration::minutes(10), "Priority Plus: < 10 min");
+    assert_eq!(
+        deadline - detected,
+        time::Duration::minutes(10),
+        "Priority Plus: < 10 min"
+    );
     let restoration = parse_ts(entry["restoration_deadline"].as_str().unwrap());
     assert_eq!(restoration - detected, time::Duration::hours(4));
 
@@ -213,13 +223,32 @@ fn priority_plus_critical_is_queued_alerted_and_resolved_when_fixed() {
     let open = json(&collector.admin(&["finding", "list", "ACME", "--json", "--rule", "SVC-VDA-001"]));
     assert!(open.as_array().unwrap().is_empty(), "{open:#}");
     let resolved = json(&collector.admin(&[
-        "finding", "list", "ACME", "--json", "--rule", "SVC-VDA-001", "--state", "resolved",
+        "finding",
+        "list",
+        "ACME",
+        "--json",
+        "--rule",
+        "SVC-VDA-001",
+        "--state",
+        "resolved",
     ]));
-    assert_eq!(resolved[0]["resolved_at"].as_str().map(parse_ts), Some(parse_ts("2026-11-20T10:00:00Z")));
-    assert!(json(&collector.admin(&["queue", "list", "--org", "ACME", "--json"])).as_array().unwrap().is_empty());
+    assert_eq!(
+        resolved[0]["resolved_at"].as_str().map(parse_ts),
+        Some(parse_ts("2026-11-20T10:00:00Z"))
+    );
+    assert!(
+        json(&collector.admin(&["queue", "list", "--org", "ACME", "--json"]))
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
     let all = json(&collector.admin(&["queue", "list", "--org", "ACME", "--all", "--json"]));
     assert_eq!(all[0]["close_reason"], "resolved");
-    assert_eq!(receiver.wait_for(2, Duration::from_millis(500)).len(), 1, "no second alert");
+    assert_eq!(
+        receiver.wait_for(2, Duration::from_millis(500)).len(),
+        1,
+        "no second alert"
+    );
 
     // Priority Plus is scored.
     let scores = json(&collector.admin(&["score", "show", "ACME", "--json"]));
@@ -238,8 +267,17 @@ fn a_mixed_tier_org_is_served_as_select() {
     let collector = Collector::new(None);
     collector.seed_org("MIXED", "2026-01-01", "2027-12-31");
     collector.admin(&[
-        "contract", "add", "MIXED", "--product", "citrix-cloud", "--tier", "select", "--start",
-        "2026-06-01", "--end", "2027-05-31",
+        "contract",
+        "add",
+        "MIXED",
+        "--product",
+        "citrix-cloud",
+        "--tier",
+        "select",
+        "--start",
+        "2026-06-01",
+        "--end",
+        "2027-05-31",
     ]);
     collector.env_add("MIXED", "prod");
     let token = collector.issue_token("MIXED", "prod");
@@ -253,12 +291,22 @@ fn a_mixed_tier_org_is_served_as_select() {
     let orgs = json(&collector.admin(&["org", "list", "--json"]));
     assert_eq!(orgs[0]["tier"], "select", "{orgs:#}");
     let open = json(&collector.admin(&["finding", "list", "MIXED", "--json", "--rule", "SVC-VDA-001"]));
-    assert_eq!(open.as_array().unwrap().len(), 1, "Select orgs see their findings");
+    assert_eq!(
+        open.as_array().unwrap().len(),
+        1,
+        "Select orgs see their findings"
+    );
     let queue = json(&collector.admin(&["queue", "list", "--all", "--json"]));
-    assert!(queue.as_array().unwrap().is_empty(), "no queue for Select: {queue:#}");
+    assert!(
+        queue.as_array().unwrap().is_empty(),
+        "no queue for Select: {queue:#}"
+    );
     let scores = json(&collector.admin(&["score", "show", "MIXED", "--json"]));
     assert_eq!(scores["scored"], false);
-    assert!(scores["environments"][0]["hosts"][0]["score"].is_null(), "{scores:#}");
+    assert!(
+        scores["environments"][0]["hosts"][0]["score"].is_null(),
+        "{scores:#}"
+    );
 }
 
 #[test]

@@ -25,6 +25,7 @@ use serde_json::Value;
 
 use crate::snapshot::Snapshot;
 
+pub mod doc;
 pub mod fleet;
 mod host;
 #[cfg(any(test, feature = "testing"))]
