@@ -58,7 +58,7 @@ pub enum Command {
     /// rule, subject, title), each finding's remediation, and a summary line; `--json` prints one
     /// object instead. Exit code: 0 whatever is found, unless `--fail-on LEVEL` is given: then 1
     /// when a finding at or above LEVEL exists (counted before `--min-severity` hides any).
-    /// Configuration and I/O errors keep their usual codes (78, 74).
+    /// Errors keep their usual codes (78 for the configuration, including an unusable redaction key).
     Check {
         /// One JSON object: catalog_version, host_id, snapshot_id, collected_at, findings, skipped.
         #[arg(long)]
@@ -418,6 +418,12 @@ pub fn exit_code_of(err: &anyhow::Error) -> u8 {
         if let Some(e) = cause.downcast_ref::<crate::daemon::SendError>() {
             return e.exit_code();
         }
+        // An unusable redaction key is the operator's to fix, and must not read as `check --fail-on`'s 1.
+        if let Some(crate::redact::RedactError::NoKey | crate::redact::RedactError::Key { .. }) =
+            cause.downcast_ref::<crate::redact::RedactError>()
+        {
+            return exit::CONFIG;
+        }
     }
     1
 }
@@ -464,5 +470,12 @@ mod tests {
         });
         assert_eq!(exit_code_of(&e), 75);
         assert_eq!(exit_code_of(&anyhow::anyhow!("other")), 1);
+        let e = anyhow::Error::new(crate::redact::RedactError::NoKey).context("cannot redact the snapshot");
+        assert_eq!(exit_code_of(&e), 78);
+        let e = anyhow::Error::new(crate::check::FindingsAtOrAbove {
+            count: 1,
+            level: Severity::High,
+        });
+        assert_eq!(exit_code_of(&e), 1);
     }
 }
