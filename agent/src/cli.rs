@@ -1,7 +1,8 @@
 //! The command line: parsing (clap derive), the commands, their output lines and exit codes.
 //!
-//! stdout carries only a command's result (the snapshot JSON of `collect`, the one line of `enroll`,
-//! `send` and `validate`); errors and logs go to stderr. Exit codes are sysexits (see [`crate::exit`]).
+//! stdout carries only a command's result (the snapshot JSON of `collect`, the findings of `check`,
+//! the one line of `enroll`, `send` and `validate`); errors and logs go to stderr. Exit codes are
+//! sysexits (see [`crate::exit`]), and 1 for `check --fail-on` when a finding reaches the level.
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -10,6 +11,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use callhome_shared::api::EnrollRequest;
+use callhome_shared::rules::Severity;
 use clap::{Parser, Subcommand};
 use time::OffsetDateTime;
 use tracing_subscriber::filter::{LevelFilter, Targets};
@@ -38,7 +40,7 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Read the host from this directory tree (a capture or a fixture, see docs/host-tree.md)
-    /// instead of `/`. For `collect` and `capture`.
+    /// instead of `/`. For `collect`, `check` and `capture`.
     #[arg(long, global = true, value_name = "DIR")]
     pub root: Option<PathBuf>,
     #[command(subcommand)]
@@ -49,6 +51,25 @@ pub struct Cli {
 pub enum Command {
     /// Build a snapshot and print it as JSON, exactly as `send` would send it.
     Collect,
+    /// Evaluate the host rules on a snapshot of this host (or of `--root DIR`) and print the
+    /// findings; needs no collector.
+    ///
+    /// The snapshot is collected and redacted exactly as `collect` does. Prints a table (severity,
+    /// rule, subject, title), each finding's remediation, and a summary line; `--json` prints one
+    /// object instead. Exit code: 0 whatever is found, unless `--fail-on LEVEL` is given: then 1
+    /// when a finding at or above LEVEL exists (counted before `--min-severity` hides any).
+    /// Errors keep their usual codes (78 for the configuration, including an unusable redaction key).
+    Check {
+        /// One JSON object: catalog_version, host_id, snapshot_id, collected_at, findings, skipped.
+        #[arg(long)]
+        json: bool,
+        /// Show only findings at or above this severity (critical, high, medium, low, info).
+        #[arg(long, value_name = "LEVEL")]
+        min_severity: Option<Severity>,
+        /// Exit 1 when a finding at or above this severity exists.
+        #[arg(long, value_name = "LEVEL")]
+        fail_on: Option<Severity>,
+    },
     /// Trade an enrollment token for this host's credential, and save it in the state directory.
     Enroll {
         /// Collector base URL (https:// only). Default: `collector.url` from the config.
@@ -107,6 +128,11 @@ pub fn main() -> ExitCode {
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
+            if let Some(found) = err.downcast_ref::<crate::check::FindingsAtOrAbove>() {
+                // Not an error of the agent: the verdict the caller asked for.
+                eprintln!("check: {found}");
+                return ExitCode::from(crate::check::FINDINGS_EXIT_CODE);
+            }
             match err.downcast_ref::<ConfigError>() {
                 // One line per problem, each marked, so that every one is seen (and greppable).
                 Some(invalid @ ConfigError::Invalid { .. }) => {
@@ -135,10 +161,14 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     let source: Arc<dyn HostSource> = match &cli.root {
         None => Arc::new(Live),
         Some(root) => {
-            if !matches!(cli.command, Command::Collect | Command::Capture { .. }) {
-                return Err(
-                    ConfigError::Missing("`--root` works with `collect` and `capture` only".into()).into(),
-                );
+            if !matches!(
+                cli.command,
+                Command::Collect | Command::Check { .. } | Command::Capture { .. }
+            ) {
+                return Err(ConfigError::Missing(
+                    "`--root` works with `collect`, `check` and `capture` only".into(),
+                )
+                .into());
             }
             Arc::new(
                 Tree::open(root).with_context(|| format!("cannot read the host tree {}", root.display()))?,
@@ -148,6 +178,11 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Collect => collect(&loaded, &source).await,
+            Command::Check {
+                json,
+                min_severity,
+                fail_on,
+            } => check(&loaded, &source, json, min_severity, fail_on).await,
             Command::Capture { out } => capture(&loaded, source, &out).await,
             Command::Enroll { collector, token, ca } => {
                 enroll(&loaded, collector.as_deref(), &token, ca.as_deref()).await
@@ -174,6 +209,33 @@ async fn collect(loaded: &LoadedConfig, source: &Arc<dyn HostSource>) -> anyhow:
         tracing::error!(%error, "the snapshot breaks the schema: the collector would refuse it");
     }
     println!("{}", snapshot.to_json_pretty());
+    Ok(())
+}
+
+/// `check`: collect as `collect` does, evaluate the host rules, print the findings.
+async fn check(
+    loaded: &LoadedConfig,
+    source: &Arc<dyn HostSource>,
+    json: bool,
+    min_severity: Option<Severity>,
+    fail_on: Option<Severity>,
+) -> anyhow::Result<()> {
+    let config = Arc::new(loaded.config.clone());
+    let host_id = StateDir::new(&config.state_dir).host_id_or_ephemeral();
+    let health = crate::daemon::agent_health_readonly(&config);
+    let snapshot = crate::daemon::prepare_snapshot(&config, source, health, host_id)
+        .await
+        .context("cannot redact the snapshot")?;
+    let report = crate::check::Report::new(&snapshot, min_severity);
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).context("cannot print the findings")?
+        );
+    } else {
+        print!("{}", report.to_table());
+    }
+    report.fail_on(fail_on)?;
     Ok(())
 }
 
@@ -341,6 +403,9 @@ fn validate(path: Option<&Path>) -> anyhow::Result<()> {
 /// The exit code for an error: the first typed error in its chain decides.
 pub fn exit_code_of(err: &anyhow::Error) -> u8 {
     for cause in err.chain() {
+        if cause.downcast_ref::<crate::check::FindingsAtOrAbove>().is_some() {
+            return crate::check::FINDINGS_EXIT_CODE;
+        }
         if cause.downcast_ref::<ConfigError>().is_some() {
             return exit::CONFIG;
         }
@@ -352,6 +417,12 @@ pub fn exit_code_of(err: &anyhow::Error) -> u8 {
         }
         if let Some(e) = cause.downcast_ref::<crate::daemon::SendError>() {
             return e.exit_code();
+        }
+        // An unusable redaction key is the operator's to fix, and must not read as `check --fail-on`'s 1.
+        if let Some(crate::redact::RedactError::NoKey | crate::redact::RedactError::Key { .. }) =
+            cause.downcast_ref::<crate::redact::RedactError>()
+        {
+            return exit::CONFIG;
         }
     }
     1
@@ -399,5 +470,12 @@ mod tests {
         });
         assert_eq!(exit_code_of(&e), 75);
         assert_eq!(exit_code_of(&anyhow::anyhow!("other")), 1);
+        let e = anyhow::Error::new(crate::redact::RedactError::NoKey).context("cannot redact the snapshot");
+        assert_eq!(exit_code_of(&e), 78);
+        let e = anyhow::Error::new(crate::check::FindingsAtOrAbove {
+            count: 1,
+            level: Severity::High,
+        });
+        assert_eq!(exit_code_of(&e), 1);
     }
 }

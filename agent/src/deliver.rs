@@ -24,7 +24,8 @@ use std::time::{Duration, Instant};
 
 use callhome_shared::Snapshot;
 use callhome_shared::api::{
-    ApiError, ENROLL_PATH, EnrollRequest, EnrollResponse, IngestStatus, SNAPSHOTS_PATH, SnapshotAccepted,
+    ApiError, ENROLL_PATH, EnrollRequest, EnrollResponse, IngestStatus, SENT_AT_HEADER, SNAPSHOTS_PATH,
+    SnapshotAccepted,
 };
 use reqwest::StatusCode;
 use reqwest::header::{AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
@@ -367,18 +368,8 @@ impl Collector {
         credential: &str,
     ) -> Result<Delivered, DeliverError> {
         tracing::debug!(%id, zstd_bytes = body.len(), "sending snapshot");
-        let mut auth = HeaderValue::from_str(&format!("Bearer {credential}")).map_err(|_| {
-            DeliverError::Setup("the saved credential is not a valid header value: enroll again".into())
-        })?;
-        auth.set_sensitive(true);
         let url = format!("{}{SNAPSHOTS_PATH}", self.base);
-        let request = self
-            .client
-            .post(&url)
-            .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
-            .header(CONTENT_ENCODING, HeaderValue::from_static("zstd"))
-            .header(AUTHORIZATION, auth)
-            .body(body);
+        let request = self.snapshot_request(&url, body, credential, time::OffsetDateTime::now_utc())?;
         let (status, bytes, retry_after) = self.exchange_with_retry_after(&url, request).await?;
         if !status.is_success() {
             let mut error = rejected(status, &bytes);
@@ -391,6 +382,29 @@ impl Collector {
             return Err(error);
         }
         delivered(status, &bytes, id)
+    }
+
+    /// The `POST /v1/snapshots` request, stamped with the agent's clock at `now` (the moment of this
+    /// try, not of collection: the collector measures the clock skew from it, also for a replay).
+    fn snapshot_request(
+        &self,
+        url: &str,
+        body: Vec<u8>,
+        credential: &str,
+        now: time::OffsetDateTime,
+    ) -> Result<reqwest::RequestBuilder, DeliverError> {
+        let mut auth = HeaderValue::from_str(&format!("Bearer {credential}")).map_err(|_| {
+            DeliverError::Setup("the saved credential is not a valid header value: enroll again".into())
+        })?;
+        auth.set_sensitive(true);
+        Ok(self
+            .client
+            .post(url)
+            .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
+            .header(CONTENT_ENCODING, HeaderValue::from_static("zstd"))
+            .header(AUTHORIZATION, auth)
+            .header(SENT_AT_HEADER, sent_at_value(now)?)
+            .body(body))
     }
 
     async fn exchange(
@@ -451,6 +465,18 @@ impl Collector {
             detail,
         }
     }
+}
+
+/// The `x-callhome-sent-at` value: RFC 3339 in UTC, to the millisecond.
+pub fn sent_at_value(now: time::OffsetDateTime) -> Result<HeaderValue, DeliverError> {
+    let utc = now.to_offset(time::UtcOffset::UTC);
+    let utc = utc
+        .replace_nanosecond(utc.nanosecond() / 1_000_000 * 1_000_000)
+        .unwrap_or(utc);
+    let text = utc
+        .format(&time::format_description::well_known::Rfc3339)
+        .map_err(|e| DeliverError::Setup(format!("{SENT_AT_HEADER}: {e}")))?;
+    HeaderValue::from_str(&text).map_err(|e| DeliverError::Setup(format!("{SENT_AT_HEADER}: {e}")))
 }
 
 /// The request body of a snapshot: compact JSON, zstd-compressed. This is also what the spool keeps.
@@ -724,6 +750,36 @@ mod tests {
         let err = read_ca_file(&path).unwrap_err().to_string();
         assert!(err.contains("no PEM certificate"), "{err}");
         assert!(read_ca_file(&dir.path().join("missing.pem")).is_err());
+    }
+
+    #[test]
+    fn sent_at_is_rfc3339_utc_to_the_millisecond() {
+        use time::macros::datetime;
+        let v = sent_at_value(datetime!(2026-11-20 10:00:00.123456 +01:00)).unwrap();
+        assert_eq!(v.to_str().unwrap(), "2026-11-20T09:00:00.123Z");
+        let v = sent_at_value(datetime!(2026-11-20 09:00:00 UTC)).unwrap();
+        assert_eq!(v.to_str().unwrap(), "2026-11-20T09:00:00Z");
+    }
+
+    #[test]
+    fn every_snapshot_post_carries_the_sent_at_header() {
+        // Any PEM certificate will do as the CA: nothing connects.
+        let ca = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../tests/fixtures/hosts/rpm-healthy/etc/xdl/.sslkeystore/cacerts/example-root-ca.pem");
+        let client = Collector::new("https://127.0.0.1:1", Some(&ca), Duration::from_secs(1)).unwrap();
+        let now = time::OffsetDateTime::now_utc();
+        let request = client
+            .snapshot_request("https://127.0.0.1:1/v1/snapshots", vec![1, 2, 3], "chcred_x", now)
+            .unwrap()
+            .build()
+            .unwrap();
+        let sent = request.headers()[SENT_AT_HEADER].to_str().unwrap();
+        let parsed =
+            time::OffsetDateTime::parse(sent, &time::format_description::well_known::Rfc3339).unwrap();
+        assert!((parsed - now).abs() < time::Duration::milliseconds(1), "{sent}");
+        assert!(sent.ends_with('Z'), "{sent}");
+        assert_eq!(request.headers()[CONTENT_ENCODING], "zstd");
+        assert!(request.headers()[AUTHORIZATION].is_sensitive());
     }
 
     #[test]

@@ -6,12 +6,14 @@
 //! [`spool`] (snapshots waiting for the collector, durable on disk), [`deliver`] (HTTPS to the
 //! collector, retry classification and backoff), [`schedule`] (cron line, splay, catch-up),
 //! [`daemon`] (collect → redact → spool → deliver, once for `send` or on the schedule for `run`),
-//! and [`cli`] (the commands, exit codes and output lines).
+//! [`check`] (the rule catalog evaluated locally), and [`cli`] (the commands, exit codes and output
+//! lines).
 //!
 //! Invariants: stdout carries only what a command promises (the snapshot JSON of `collect`, the one
 //! result line of `enroll` and `send`); logs go to stderr; the credential and the enrollment token never
 //! reach a log line.
 
+pub mod check;
 pub mod cli;
 pub mod config;
 pub mod daemon;

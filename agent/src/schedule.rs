@@ -35,6 +35,13 @@ pub const LAST_RUN_FILE: &str = "schedule.json";
 /// together (a datacentre coming back).
 const CATCH_UP_MAX_DELAY: Duration = Duration::from_secs(60);
 
+/// The longest interval of a line is measured over at least this many of its next slots...
+const INTERVAL_MIN_SLOTS: usize = 50;
+/// ...and over at least this span, so that a weekday-only line's weekend gap is seen...
+const INTERVAL_MIN_SPAN: time::Duration = time::Duration::days(8);
+/// ...but never over more slots than this (an every-second line would need 700,000).
+const INTERVAL_MAX_SLOTS: usize = 5_000;
+
 /// A parsed schedule.
 #[derive(Debug, Clone)]
 pub struct Schedule {
@@ -79,6 +86,32 @@ impl Schedule {
             .find_next_occurrence(&Utc(after), false)
             .ok()
             .map(|u| u.0)
+    }
+
+    /// The longest gap between two consecutive slots after `from`, over the next slots (at least
+    /// 50 and 8 days' worth, at most 5,000). `None` when the line has fewer than two slots left.
+    pub fn longest_interval(&self, from: OffsetDateTime) -> Option<Duration> {
+        let mut previous = self.next_slot(from)?;
+        let start = previous;
+        let mut longest: Option<time::Duration> = None;
+        for n in 1..=INTERVAL_MAX_SLOTS {
+            let Some(slot) = self.next_slot(previous) else {
+                break;
+            };
+            let gap = slot - previous;
+            longest = Some(longest.map_or(gap, |l| l.max(gap)));
+            previous = slot;
+            if n >= INTERVAL_MIN_SLOTS && slot - start >= INTERVAL_MIN_SPAN {
+                break;
+            }
+        }
+        longest.and_then(|l| Duration::try_from(l).ok())
+    }
+
+    /// The longest wait between two runs the schedule allows: the longest interval between slots
+    /// plus the whole splay (a run drawn at the end of its splay, the next one at its slot).
+    pub fn promised_interval(&self, from: OffsetDateTime) -> Option<Duration> {
+        self.longest_interval(from).map(|i| i + self.splay)
     }
 
     /// When the next run should start, given the time now and the last run (from the state
@@ -345,6 +378,36 @@ mod tests {
         assert_eq!(LastRunFile::new(dir.path()).load(), Some(t));
         std::fs::write(dir.path().join(LAST_RUN_FILE), b"{garbage").unwrap();
         assert_eq!(file.load(), None);
+    }
+
+    #[test]
+    fn longest_interval_sees_irregular_lines_whole() {
+        let from = datetime!(2026-11-20 09:17:30 UTC);
+        let interval = |line: &str| {
+            Schedule::new(line, Duration::ZERO)
+                .unwrap()
+                .longest_interval(from)
+        };
+        let hours = |h: u64| Some(Duration::from_secs(h * 3600));
+        assert_eq!(interval("0 * * * *"), hours(1));
+        assert_eq!(interval("@daily"), hours(24));
+        assert_eq!(interval("* * * * * *"), Some(Duration::from_secs(1)));
+        // Hours 0, 6 and 12: the gap from 12:00 to the next 00:00 is the longest.
+        assert_eq!(interval("0 0,6,12 * * *"), hours(12));
+        // Friday 17:40 to Monday 08:00, though the first 50 slots are all 20 minutes apart.
+        assert_eq!(
+            interval("*/20 8-17 * * mon-fri"),
+            Some(Duration::from_secs(((2 * 24 + 14) * 60 + 20) * 60))
+        );
+        // 31 days: 50 months always include a long month.
+        assert_eq!(interval("@monthly"), hours(31 * 24));
+    }
+
+    #[test]
+    fn promised_interval_adds_the_whole_splay() {
+        let s = Schedule::new("0 * * * *", Duration::from_secs(900)).unwrap();
+        let from = datetime!(2026-11-20 09:17:30 UTC);
+        assert_eq!(s.promised_interval(from), Some(Duration::from_secs(3600 + 900)));
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! `agent` probe: the agent's own health, from the [`AgentHealth`](super::AgentHealth) that whoever
 //! runs the probes fills (the delivery and spool code). It describes the running agent, so it is
-//! the same under `--root`: a tree changes the host read, not the agent reading it.
+//! the same under `--root`: a tree changes the host read, not the agent reading it. Its schedule
+//! interval is measured from the host's "now" (a tree's capture time), so fixtures stay stable.
 
 use callhome_shared::AgentSection;
 
@@ -16,7 +17,15 @@ pub(super) fn probe(ctx: &ProbeContext) -> Result<ProbeOutput, ProbeFailure> {
         dropped_since_last_delivery: health.dropped_since_last_delivery,
         quarantined: health.quarantined,
         last_error: health.last_error.clone(),
+        schedule_interval_secs: schedule_interval_secs(ctx),
     })))
+}
+
+/// What the `[schedule]` promises; an unreadable schedule (which config validation refuses) says
+/// nothing rather than failing the probe.
+fn schedule_interval_secs(ctx: &ProbeContext) -> Option<u64> {
+    let schedule = ctx.config.schedule().ok()?;
+    schedule.promised_interval(ctx.now()).map(|d| d.as_secs())
 }
 
 #[cfg(test)]
@@ -58,5 +67,23 @@ mod tests {
         assert_eq!(s.spool_depth, 0);
         assert_eq!(s.last_delivery, None);
         assert_eq!(s.last_error, None);
+    }
+
+    #[test]
+    fn schedule_interval_is_the_longest_gap_plus_the_splay() {
+        // Default schedule: hourly with a 900 s splay.
+        let Section::Agent(s) = testing::section(probe, &testing::context("rpm-healthy")) else {
+            panic!()
+        };
+        assert_eq!(s.schedule_interval_secs, Some(3600 + 900));
+
+        let config =
+            crate::config::Config::from_toml("[schedule]\ncron = \"0 0,6,12 * * *\"\nsplay_secs = 60\n")
+                .unwrap();
+        let ctx = testing::context_with("rpm-healthy", config);
+        let Section::Agent(s) = testing::section(probe, &ctx) else {
+            panic!()
+        };
+        assert_eq!(s.schedule_interval_secs, Some(12 * 3600 + 60));
     }
 }

@@ -238,7 +238,11 @@ impl Judged {
             findings: rules::evaluate_host(snapshot).findings,
             catalog_version: rules::CATALOG_VERSION.to_owned(),
             trend: TrendPoint::from_snapshot(snapshot),
-            schedule_interval_secs: None, // MERGE-R1: agent.schedule_interval_secs
+            schedule_interval_secs: snapshot
+                .sections
+                .agent
+                .as_ref()
+                .and_then(|a| a.schedule_interval_secs),
             vda_version: vda.map(|v| v.version.clone()).filter(|v| !v.is_empty()),
             controllers: vda.and_then(|v| v.controllers.clone()),
             clock_skew_secs,

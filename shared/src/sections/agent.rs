@@ -20,4 +20,10 @@ pub struct AgentSection {
     pub quarantined: u64,
     /// Why the last delivery attempt failed, if it did.
     pub last_error: Option<String>,
+    /// The longest wait between two snapshots the agent's schedule allows, in seconds: the longest
+    /// gap between consecutive slots of its cron line (over its next slots) plus the maximum splay.
+    /// The collector's staleness rule measures silence against it. `None`: the schedule could not be
+    /// read, or an older agent that did not say.
+    #[serde(default)]
+    pub schedule_interval_secs: Option<u64>,
 }

@@ -2,11 +2,38 @@
 
 use super::HostRule;
 
+mod controllers;
+mod identity;
+mod listeners;
+mod services;
 mod time;
+mod vda;
 
 /// Every host rule, grouped by area. The order is the catalog's order (docs, `rules list`).
 pub static HOST_RULES: &[HostRule] = &[
     time::SKEW_OVER_KERBEROS,
+    time::CLOCK_NOT_SYNCHRONISED,
+    time::NO_NTP_CLIENT,
+    services::VDA_DOWN,
+    services::HDX_DOWN,
+    services::OTHER_CITRIX_UNIT_DOWN,
+    services::RESTART_STORM,
+    services::IDENTITY_SERVICE_DOWN,
+    services::FAILED_UNITS,
+    vda::UNREGISTERED,
+    vda::REPEATED_DEREGISTRATION,
+    vda::NEVER_REGISTERED,
+    vda::XORG_WITHOUT_SESSION,
+    vda::XDPING_FAILED,
+    controllers::NO_CONTROLLERS,
+    controllers::CONTROLLER_UNRESOLVED,
+    controllers::SINGLE_CONTROLLER,
+    controllers::CONTROLLER_PORT_UNREACHABLE,
+    identity::KEYTAB_WITHOUT_HOST_PRINCIPAL,
+    identity::HOSTNAME_RULES,
+    identity::NOT_JOINED,
+    listeners::ICA_CLOSED,
+    listeners::CGP_CLOSED,
     // Areas DISK, LOG, MEM, CRASH, UPD, CERT, AGENT, PROBE.
     disks::FREE_LOW,
     disks::FREE_CRITICAL,
