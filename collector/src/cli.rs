@@ -75,6 +75,9 @@ pub enum Command {
     /// Risk scores and their history.
     #[command(subcommand)]
     Score(risk_cmd::ScoreCommand),
+    /// Capacity: session headroom at the observed peak, per environment.
+    #[command(subcommand)]
+    Capacity(risk_cmd::CapacityCommand),
     /// The periodic judgements.
     #[command(subcommand)]
     Jobs(risk_cmd::JobsCommand),
@@ -288,6 +291,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Suppress(cmd) => risk_cmd::suppress(&open(&cli)?, cmd, now),
         Command::Queue(cmd) => risk_cmd::queue(&open(&cli)?, cmd, now),
         Command::Score(cmd) => risk_cmd::score(&open(&cli)?, cmd, now),
+        Command::Capacity(cmd) => risk_cmd::capacity(&open(&cli)?, &load_config(&cli)?, cmd, now),
         Command::Jobs(risk_cmd::JobsCommand::Run) => risk_cmd::jobs(&open(&cli)?, &load_config(&cli)?, now),
         Command::Rules(cmd) => Ok(crate::rules_cmd::run(cmd)?),
         Command::Host(HostCommand::List { org, env, output }) => {

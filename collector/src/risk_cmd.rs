@@ -115,6 +115,18 @@ pub enum ScoreCommand {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum CapacityCommand {
+    /// Session load against CPU and memory headroom at the observed peak, per host and environment.
+    Show {
+        org: String,
+        #[arg(long)]
+        env: Option<String>,
+        #[command(flatten)]
+        output: Output,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 pub enum JobsCommand {
     /// Run the periodic judgements once now (fleet and trend rules, scores, catalog change).
     Run,
@@ -351,4 +363,64 @@ pub fn score(store: &Store, cmd: &ScoreCommand, now: OffsetDateTime) -> Result<(
 pub fn jobs(store: &Store, config: &Config, now: OffsetDateTime) -> Result<(), CliError> {
     let report = store.run_jobs(now, &JobSettings::from(&config.jobs))?;
     print_json(&report)
+}
+
+pub fn capacity(
+    store: &Store,
+    config: &Config,
+    cmd: &CapacityCommand,
+    now: OffsetDateTime,
+) -> Result<(), CliError> {
+    let CapacityCommand::Show { org, env, output } = cmd;
+    let envs = store.capacity(org, env.as_deref(), now, &JobSettings::from(&config.jobs))?;
+    if output.json {
+        #[derive(serde::Serialize)]
+        struct Row<'a> {
+            environment: &'a str,
+            #[serde(flatten)]
+            capacity: &'a crate::capacity::EnvironmentCapacity,
+        }
+        let rows: Vec<Row<'_>> = envs
+            .iter()
+            .map(|(e, c)| Row {
+                environment: e,
+                capacity: c,
+            })
+            .collect();
+        return print_json(&rows);
+    }
+    let opt = |v: Option<String>| v.unwrap_or_else(|| "-".to_owned());
+    for (name, c) in &envs {
+        println!(
+            "environment {name}: {} sessions at peak, room for about {} more ({} hosts unknown, {} running hot; ceiling {} %)",
+            c.sessions_at_peak,
+            c.spare_sessions,
+            c.hosts_unknown,
+            c.hot_hosts.len(),
+            c.ceiling_percent
+        );
+        print_table(
+            &[
+                "HOST",
+                "PEAK_SESSIONS",
+                "CPU_%",
+                "MEM_%",
+                "HEADROOM",
+                "LIMITED_BY",
+                "HOT",
+            ],
+            c.hosts.iter().map(|h| {
+                vec![
+                    h.hostname.clone(),
+                    opt(h.peak_sessions.map(|v| v.to_string())),
+                    opt(h.cpu_percent_at_peak.map(|v| format!("{v:.0}"))),
+                    opt(h.memory_used_percent_at_peak.map(|v| format!("{v:.0}"))),
+                    opt(h.headroom_sessions.map(|v| v.to_string())),
+                    opt(h.limited_by.map(|l| format!("{l:?}").to_lowercase())),
+                    if h.running_hot { "yes" } else { "" }.to_owned(),
+                ]
+            }),
+        );
+    }
+    Ok(())
 }

@@ -193,6 +193,37 @@ fn trend_points(conn: &Connection, host: Uuid, since: &str, max: u32) -> Result<
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
+/// Each environment of an org (or just `environment`) with its hosts' recent history, for the
+/// capacity assessment.
+pub fn environment_trends(
+    conn: &Connection,
+    org: &str,
+    environment: Option<&str>,
+    now: OffsetDateTime,
+    settings: &JobSettings,
+) -> Result<Vec<(String, Vec<HostTrend>)>, StoreError> {
+    let envs: Vec<(i64, String)> = conn
+        .prepare(
+            "SELECT id, name FROM environments WHERE org_id = ?1 AND (?2 IS NULL OR name = ?2) ORDER BY name",
+        )?
+        .query_map(params![org, environment], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    let since = ts(now - time::Duration::days(settings.trend_window_days));
+    let mut out = Vec::new();
+    for (env_id, name) in envs {
+        let mut trends = Vec::new();
+        for h in fleet_hosts(conn, env_id)? {
+            trends.push(HostTrend {
+                host_id: h.host_id,
+                hostname: h.hostname,
+                points: trend_points(conn, h.host_id, &since, settings.trend_max_points)?,
+            });
+        }
+        out.push((name, trends));
+    }
+    Ok(out)
+}
+
 fn parse_ts(s: &str, column: usize) -> rusqlite::Result<OffsetDateTime> {
     OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
         .map_err(|e| conversion_error(column, e.to_string()))

@@ -677,6 +677,25 @@ impl Store {
         })
     }
 
+    /// The capacity assessment of each environment of an org (or of one).
+    pub fn capacity(
+        &self,
+        org: &str,
+        environment: Option<&str>,
+        now: OffsetDateTime,
+        settings: &jobs::JobSettings,
+    ) -> Result<Vec<(String, crate::capacity::EnvironmentCapacity)>, StoreError> {
+        let conn = self.lock();
+        require_org(&conn, org)?;
+        if let Some(e) = environment {
+            require_environment(&conn, org, e)?;
+        }
+        Ok(jobs::environment_trends(&conn, org, environment, now, settings)?
+            .into_iter()
+            .map(|(name, trends)| (name, crate::capacity::assess_environment(&trends)))
+            .collect())
+    }
+
     /// Daily score history of an org, an environment (`env`, its name) or a host.
     pub fn score_history(
         &self,

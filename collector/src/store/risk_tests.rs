@@ -439,3 +439,39 @@ async fn a_catalog_change_judges_the_latest_snapshots_again() {
         0
     );
 }
+
+#[tokio::test]
+async fn capacity_is_assessed_from_the_stored_trend_points() {
+    let org = org_with(&[Tier::Priority]).await;
+    let now = OffsetDateTime::now_utc();
+    for (hours_ago, sessions, load, memory) in [(3, 10, 0.3, 30.0), (2, 20, 0.5, 40.0), (1, 15, 0.45, 35.0)] {
+        let at = now - TimeDuration::hours(hours_ago);
+        let mut new = snapshot_judged(Uuid::now_v7(), at, Vec::new());
+        new.judged.trend.sessions = Some(sessions);
+        new.judged.trend.cpu_count = Some(4);
+        new.judged.trend.load_per_cpu = Some(load);
+        new.judged.trend.memory_used_percent = Some(memory);
+        org.store
+            .insert_snapshot(org.agent.clone(), new, now)
+            .await
+            .unwrap();
+    }
+    let envs = org
+        .store
+        .capacity("ORG-1", None, now, &JobSettings::default())
+        .unwrap();
+    assert_eq!(envs.len(), 1);
+    let (name, c) = &envs[0];
+    assert_eq!(name, "prod");
+    let host = &c.hosts[0];
+    assert_eq!(host.peak_sessions, Some(20));
+    assert_eq!(host.cpu_percent_at_peak, Some(50.0));
+    // CPU: 2.5 % a session, 35 points left under the 85 % ceiling: 14 more sessions; memory allows 22.
+    assert_eq!(host.headroom_sessions, Some(14));
+    assert_eq!((c.sessions_at_peak, c.spare_sessions), (20, 14));
+    assert!(
+        org.store
+            .capacity("ORG-1", Some("nope"), now, &JobSettings::default())
+            .is_err()
+    );
+}
