@@ -15,6 +15,7 @@
 //! - Org and environment come from the agent's credential, never from the body.
 //! - Tokens and credentials are stored only as SHA-256 hashes and never logged.
 
+pub mod account_cmd;
 pub mod cli;
 pub mod config;
 pub mod entitlement;
