@@ -113,7 +113,7 @@ impl Browser {
     }
 
     /// Signs in through the form; the session's `Cookie` value, or the refusal.
-    fn sign_in(&self, login: &str, password: &str, next: &str) -> Result<(String, Reply), Reply> {
+    fn sign_in(&self, login: &str, password: &str, next: &str) -> Result<(String, Reply), Box<Reply>> {
         let form = self.get("/signin", None, None);
         assert_eq!(form.status, 200, "{}", form.body);
         let form_cookie = form.set_cookie("callhome_signin").expect("form cookie");
@@ -131,7 +131,7 @@ impl Browser {
         );
         match reply.set_cookie("callhome_session") {
             Some(set) if reply.status == 303 => Ok((set.split(';').next().unwrap().to_owned(), reply)),
-            _ => Err(reply),
+            _ => Err(Box::new(reply)),
         }
     }
 }
