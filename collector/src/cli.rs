@@ -84,6 +84,15 @@ pub enum Command {
     /// The rule catalog.
     #[command(subcommand)]
     Rules(crate::rules_cmd::RulesCommand),
+    /// TAM console users (admins and TAMs).
+    #[command(subcommand)]
+    User(crate::account_cmd::UserCommand),
+    /// Which orgs a TAM sees.
+    #[command(subcommand)]
+    Tam(crate::account_cmd::TamCommand),
+    /// API tokens of console users, for scripts.
+    #[command(subcommand)]
+    ApiToken(crate::account_cmd::ApiTokenCommand),
 }
 
 #[derive(Debug, Args)]
@@ -294,6 +303,9 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Capacity(cmd) => risk_cmd::capacity(&open(&cli)?, &load_config(&cli)?, cmd, now),
         Command::Jobs(risk_cmd::JobsCommand::Run) => risk_cmd::jobs(&open(&cli)?, &load_config(&cli)?, now),
         Command::Rules(cmd) => Ok(crate::rules_cmd::run(cmd)?),
+        Command::User(cmd) => crate::account_cmd::user(&open(&cli)?, cmd, now),
+        Command::Tam(cmd) => crate::account_cmd::tam(&open(&cli)?, cmd, now),
+        Command::ApiToken(cmd) => crate::account_cmd::api_token(&open(&cli)?, cmd, now),
         Command::Host(HostCommand::List { org, env, output }) => {
             let hosts = open(&cli)?.list_hosts(org.as_deref(), env.as_deref())?;
             if output.json {

@@ -31,6 +31,13 @@
 //! ca_file = "/etc/callhome/webhook-ca.pem"     # optional: trust only this CA, not the system's
 //! timeout_secs = 10                # per attempt
 //! max_age_secs = 86400             # an alert undelivered after this long is given up (logged)
+//!
+//! [console]                        # TAM console sign-in (browser sessions and lock-out)
+//! session_idle_minutes = 30        # a session unused this long ends (each request extends it)
+//! session_max_hours = 12           # a session ends this long after sign-in, however busy
+//! lockout_failures = 5             # failed sign-ins for one login within lockout_minutes that lock
+//!                                  # it; one address is locked after 4 times as many (any logins)
+//! lockout_minutes = 15             # the window failures are counted in, and how long a lock lasts
 //! ```
 
 use std::net::SocketAddr;
@@ -49,6 +56,7 @@ pub struct Config {
     pub limits: Limits,
     pub jobs: JobsConfig,
     pub webhook: WebhookConfig,
+    pub console: ConsoleConfig,
 }
 
 impl Default for Config {
@@ -59,7 +67,52 @@ impl Default for Config {
             limits: Limits::default(),
             jobs: JobsConfig::default(),
             webhook: WebhookConfig::default(),
+            console: ConsoleConfig::default(),
         }
+    }
+}
+
+/// Minutes as a duration, capped far beyond any valid setting (an unvalidated value cannot overflow).
+fn minutes(n: u64) -> time::Duration {
+    time::Duration::minutes(i64::try_from(n.min(1 << 32)).unwrap_or(0))
+}
+
+/// `[console]`: sessions and the sign-in lock-out (`http::auth`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConsoleConfig {
+    /// OWASP's session guidance: 15 to 30 minutes idle for a low-to-medium-risk application.
+    pub session_idle_minutes: u64,
+    /// A working day: a TAM signs in once a morning.
+    pub session_max_hours: u64,
+    pub lockout_failures: u32,
+    pub lockout_minutes: u64,
+}
+
+impl Default for ConsoleConfig {
+    fn default() -> Self {
+        ConsoleConfig {
+            session_idle_minutes: 30,
+            session_max_hours: 12,
+            lockout_failures: 5,
+            lockout_minutes: 15,
+        }
+    }
+}
+
+impl ConsoleConfig {
+    pub fn session_idle(&self) -> time::Duration {
+        minutes(self.session_idle_minutes)
+    }
+    pub fn session_max(&self) -> time::Duration {
+        minutes(self.session_max_hours.saturating_mul(60))
+    }
+    pub fn lockout_window(&self) -> time::Duration {
+        minutes(self.lockout_minutes)
+    }
+    /// Failures from one address (whatever the logins) that lock that address.
+    pub fn lockout_failures_per_address(&self) -> u32 {
+        self.lockout_failures.saturating_mul(4)
     }
 }
 
@@ -272,10 +325,33 @@ impl Config {
             ("jobs.trend_window_days", u64::from(self.jobs.trend_window_days)),
             ("webhook.timeout_secs", self.webhook.timeout_secs),
             ("webhook.max_age_secs", self.webhook.max_age_secs),
+            ("console.session_idle_minutes", self.console.session_idle_minutes),
+            ("console.session_max_hours", self.console.session_max_hours),
+            (
+                "console.lockout_failures",
+                u64::from(self.console.lockout_failures),
+            ),
+            ("console.lockout_minutes", self.console.lockout_minutes),
         ] {
             if value == 0 {
                 problems.push(format!("{key} must be greater than 0"));
             }
+        }
+        let c = &self.console;
+        if c.session_max_hours > 24 * 31 {
+            problems.push(format!(
+                "console.session_max_hours = {} is more than a month",
+                c.session_max_hours
+            ));
+        }
+        if c.session_idle_minutes > c.session_max_hours.saturating_mul(60) {
+            problems.push("console.session_idle_minutes is longer than console.session_max_hours".to_owned());
+        }
+        if c.lockout_minutes > 24 * 60 {
+            problems.push(format!(
+                "console.lockout_minutes = {} is more than a day",
+                c.lockout_minutes
+            ));
         }
         if let Some(url) = &self.webhook.url {
             if let Err(e) = crate::webhook::check_url(url) {
@@ -374,6 +450,27 @@ mod tests {
         let c = Config::parse("[webhook]\nurl = \"http://127.0.0.1:9/x\"\nsecret_file = \"s\"\n").unwrap();
         assert_eq!(c.validate(), Ok(()));
         assert_eq!(c.jobs.interval_secs, 300);
+    }
+
+    #[test]
+    fn console_defaults_and_validation() {
+        let c = Config::parse("").unwrap();
+        assert_eq!(c.console.session_idle_minutes, 30);
+        assert_eq!(c.console.session_max_hours, 12);
+        assert_eq!(c.console.lockout_failures, 5);
+        assert_eq!(c.console.lockout_minutes, 15);
+        assert_eq!(c.console.lockout_failures_per_address(), 20);
+        assert_eq!(c.console.session_idle(), time::Duration::minutes(30));
+        let c = Config::parse("[console]\nsession_idle_minutes = 5\nlockout_failures = 3\n").unwrap();
+        assert_eq!(c.validate(), Ok(()));
+        assert_eq!(c.console.session_max_hours, 12);
+        let c = Config::parse("[console]\nsession_idle_minutes = 0\nsession_max_hours = 1000\n").unwrap();
+        let problems = c.validate().unwrap_err();
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        let c = Config::parse("[console]\nsession_idle_minutes = 120\nsession_max_hours = 1\n").unwrap();
+        assert_eq!(c.validate().unwrap_err().len(), 1);
+        let err = Config::parse("[console]\nsession_idle = 5\n").unwrap_err();
+        assert!(err.contains("session_idle"), "{err}");
     }
 
     #[test]

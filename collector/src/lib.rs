@@ -15,6 +15,7 @@
 //! - Org and environment come from the agent's credential, never from the body.
 //! - Tokens and credentials are stored only as SHA-256 hashes and never logged.
 
+pub mod account_cmd;
 pub mod capacity;
 pub mod cli;
 pub mod config;
@@ -22,6 +23,7 @@ pub mod entitlement;
 pub mod http;
 pub mod ingest;
 pub mod jobs;
+pub mod password;
 pub mod risk_cmd;
 pub mod rules_cmd;
 pub mod score;

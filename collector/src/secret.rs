@@ -7,7 +7,7 @@
 
 use std::fmt;
 
-use callhome_shared::api::{AGENT_CREDENTIAL_PREFIX, ENROLLMENT_TOKEN_PREFIX};
+use callhome_shared::api::{AGENT_CREDENTIAL_PREFIX, ENROLLMENT_TOKEN_PREFIX, TAM_TOKEN_PREFIX};
 use ring::rand::{SecureRandom, SystemRandom};
 
 const SECRET_BYTES: usize = 32;
@@ -44,6 +44,15 @@ pub fn new_enrollment_token() -> Result<Secret, RandomError> {
 
 pub fn new_agent_credential() -> Result<Secret, RandomError> {
     new_secret(AGENT_CREDENTIAL_PREFIX)
+}
+
+pub fn new_tam_token() -> Result<Secret, RandomError> {
+    new_secret(TAM_TOKEN_PREFIX)
+}
+
+/// A console session's cookie value (and, with another call, its CSRF token).
+pub fn new_session_token() -> Result<Secret, RandomError> {
+    new_secret("chs_")
 }
 
 fn new_secret(prefix: &str) -> Result<Secret, RandomError> {

@@ -53,7 +53,7 @@ pub async fn serve(config: Config, data_dir: &Path) -> anyhow::Result<()> {
     let db_shown = std::path::absolute(store.path()).unwrap_or_else(|_| store.path().to_owned());
     tracing::info!("embedded SQLite at {}", db_shown.display());
     tracing::info!("{}", identity.describe());
-    let state = AppState::new(store.clone(), config.limits);
+    let state = AppState::new(store.clone(), config.limits).with_console(config.console);
     let shutdown = shutdown_signal()?;
     let (background_stop, background_stop_rx) = watch::channel(false);
     let mut background = JoinSet::new();
@@ -179,7 +179,14 @@ async fn connection(
             return;
         }
     };
-    let service = TowerToHyperService::new(router);
+    // The peer's address, for the sign-in lock-out per address (`http::auth::client_ip`).
+    let service = TowerToHyperService::new(tower::ServiceExt::map_request(
+        router,
+        move |mut request: http::Request<hyper::body::Incoming>| {
+            request.extensions_mut().insert(axum::extract::ConnectInfo(peer));
+            request
+        },
+    ));
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(TokioTimer::new())

@@ -13,6 +13,8 @@ pub const SNAPSHOTS_PATH: &str = "/v1/snapshots";
 /// scanners and tells the two apart at a glance.
 pub const ENROLLMENT_TOKEN_PREFIX: &str = "chet_";
 pub const AGENT_CREDENTIAL_PREFIX: &str = "chac_";
+/// Prefix of the API tokens TAMs and admins use in scripts (`Authorization: Bearer chtt_…`).
+pub const TAM_TOKEN_PREFIX: &str = "chtt_";
 
 /// `POST /v1/enroll`: trade an enrollment token for a credential bound to one host.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -3,6 +3,8 @@
 //! drive it with `oneshot`, without a socket.
 
 pub mod admission;
+pub mod auth;
+pub mod console;
 pub mod enroll;
 pub mod error;
 pub mod health;
@@ -31,6 +33,8 @@ pub struct AppState {
     pub limits: Limits,
     /// The ingest queue and the draining flag (back-pressure), shared by all clones.
     pub admission: Arc<Admission>,
+    /// Console sign-in: sessions, lock-out, password hashing (`[console]`, see `with_console`).
+    pub auth: auth::AuthState,
 }
 
 impl AppState {
@@ -39,6 +43,7 @@ impl AppState {
             store,
             admission: Arc::new(Admission::new(&limits)),
             limits,
+            auth: auth::AuthState::new(crate::config::ConsoleConfig::default()),
         }
     }
 
@@ -66,6 +71,8 @@ pub fn app(state: AppState) -> Router {
         .route("/readyz", get(health::readyz))
         .route(ENROLL_PATH, post(enroll::enroll))
         .route(SNAPSHOTS_PATH, post(snapshots::post_snapshot))
+        .route("/v1/me", get(auth::me))
+        .merge(console::routes())
         .fallback(|| async { AppError::NotFound })
         .method_not_allowed_fallback(|| async { AppError::MethodNotAllowed })
         .layer(middleware::from_fn_with_state(timeout, request_timeout))

@@ -198,6 +198,61 @@ const MIGRATIONS: &[&str] = &[
         value TEXT NOT NULL
     ) STRICT;
     "#,
+    // 3: TAM console accounts: users, TAM assignments to orgs, browser sessions, API tokens, and
+    // failed sign-ins for the lock-out.
+    r#"
+    CREATE TABLE users (
+        id             INTEGER PRIMARY KEY,
+        login          TEXT NOT NULL UNIQUE,        -- lowercase
+        display_name   TEXT NOT NULL,
+        role           TEXT NOT NULL CHECK (role IN ('admin', 'tam')),
+        password_hash  TEXT NOT NULL,               -- Argon2id, PHC string
+        created_at     TEXT NOT NULL,
+        disabled_at    TEXT
+    ) STRICT;
+
+    CREATE TABLE tam_orgs (
+        user_id     INTEGER NOT NULL REFERENCES users(id),
+        org_id      TEXT NOT NULL REFERENCES orgs(id),
+        assigned_at TEXT NOT NULL,
+        PRIMARY KEY (user_id, org_id)
+    ) STRICT;
+    CREATE INDEX tam_orgs_org ON tam_orgs(org_id);
+
+    CREATE TABLE sessions (
+        id            TEXT PRIMARY KEY,             -- SHA-256 hex of the cookie's token
+        user_id       INTEGER NOT NULL REFERENCES users(id),
+        csrf_token    TEXT NOT NULL,
+        created_at    TEXT NOT NULL,
+        last_used_at  TEXT NOT NULL,                -- idle expiry counts from here
+        expires_at    TEXT NOT NULL,                -- absolute expiry
+        ip            TEXT,
+        user_agent    TEXT
+    ) STRICT;
+    CREATE INDEX sessions_user ON sessions(user_id);
+    CREATE INDEX sessions_expires ON sessions(expires_at);
+
+    CREATE TABLE api_tokens (
+        id            TEXT PRIMARY KEY,             -- public id, shown by `api-token list`
+        token_hash    TEXT NOT NULL UNIQUE,         -- SHA-256 hex of the chtt_ token
+        user_id       INTEGER NOT NULL REFERENCES users(id),
+        name          TEXT NOT NULL,
+        created_at    TEXT NOT NULL,
+        last_used_at  TEXT,
+        revoked_at    TEXT
+    ) STRICT;
+    CREATE INDEX api_tokens_user ON api_tokens(user_id);
+
+    CREATE TABLE sign_in_failures (
+        id     INTEGER PRIMARY KEY,
+        login  TEXT NOT NULL,                       -- as typed, lowercased: unknown logins count too
+        ip     TEXT,
+        at     TEXT NOT NULL
+    ) STRICT;
+    CREATE INDEX sign_in_failures_login ON sign_in_failures(login, at);
+    CREATE INDEX sign_in_failures_ip ON sign_in_failures(ip, at);
+    CREATE INDEX sign_in_failures_at ON sign_in_failures(at);
+    "#,
 ];
 
 /// The schema version this binary writes.

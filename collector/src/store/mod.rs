@@ -13,6 +13,7 @@
 //! Times are stored as RFC 3339 UTC text with a fixed width (microseconds), so that text order is
 //! time order; dates as `YYYY-MM-DD`.
 
+pub mod accounts;
 pub mod jobs;
 pub mod migrations;
 pub mod risk;

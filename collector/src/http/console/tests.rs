@@ -1,0 +1,509 @@
+//! Sign-in, sessions, CSRF and authorization through `app(state).oneshot(request)`.
+
+use axum::body::Body;
+use axum::routing::get;
+use http::header::{COOKIE, LOCATION};
+use http::{Method, Request};
+use time::OffsetDateTime;
+use tower::ServiceExt;
+
+use super::*;
+use crate::config::{ConsoleConfig, Limits};
+use crate::http::app;
+use crate::http::auth::AuthState;
+use crate::password::Hasher;
+use crate::store::Store;
+use crate::store::accounts::Role;
+
+const ADMIN_PW: &str = "admin password 1";
+const TAM_PW: &str = "tam password 12";
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    state: AppState,
+}
+
+struct Answer {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: String,
+}
+
+impl Answer {
+    fn location(&self) -> &str {
+        self.headers
+            .get(LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    }
+
+    fn set_cookie(&self, name: &str) -> Option<String> {
+        self.headers
+            .get_all(SET_COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find(|v| v.starts_with(&format!("{name}=")))
+            .map(str::to_owned)
+    }
+
+    fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or(serde_json::Value::Null)
+    }
+}
+
+/// The value of the hidden field `name` in a page.
+fn hidden(body: &str, name: &str) -> String {
+    let marker = format!("name=\"{name}\" value=\"");
+    let start = body
+        .find(&marker)
+        .unwrap_or_else(|| panic!("no field {name} in {body}"))
+        + marker.len();
+    body[start..].split('"').next().unwrap().to_owned()
+}
+
+fn cookie_value(set_cookie: &str) -> String {
+    set_cookie
+        .split(';')
+        .next()
+        .unwrap()
+        .split_once('=')
+        .unwrap()
+        .1
+        .to_owned()
+}
+
+fn form(pairs: &[(&str, &str)]) -> String {
+    serde_urlencoded::to_string(pairs).unwrap()
+}
+
+impl Fixture {
+    fn new() -> Fixture {
+        Fixture::with_config(ConsoleConfig::default())
+    }
+
+    /// Orgs ORG-1 and ORG-2; admin `root`; TAM `tam1` (`<b>Tam</b>`) assigned to ORG-1.
+    fn with_config(config: ConsoleConfig) -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_in(dir.path()).unwrap();
+        let now = OffsetDateTime::now_utc();
+        let h = Hasher::insecure_for_tests();
+        store.add_org("ORG-1", "One", now).unwrap();
+        store.add_org("ORG-2", "Two", now).unwrap();
+        store
+            .add_user("root", "Ada Admin", Role::Admin, &h.hash(ADMIN_PW).unwrap(), now)
+            .unwrap();
+        store
+            .add_user("tam1", "<b>Tam</b>", Role::Tam, &h.hash(TAM_PW).unwrap(), now)
+            .unwrap();
+        store.assign_tam("tam1", "ORG-1", now).unwrap();
+        let mut state = AppState::new(store, Limits::default());
+        state.auth = AuthState::for_tests(config);
+        Fixture { _dir: dir, state }
+    }
+
+    async fn send_to(&self, router: axum::Router, request: Request<Body>) -> Answer {
+        let response = router.oneshot(request).await.unwrap();
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        Answer {
+            status,
+            headers,
+            body: String::from_utf8_lossy(&bytes).into_owned(),
+        }
+    }
+
+    async fn send(&self, request: Request<Body>) -> Answer {
+        self.send_to(app(self.state.clone()), request).await
+    }
+
+    async fn get(&self, path: &str, cookie: Option<&str>) -> Answer {
+        let mut r = Request::get(path);
+        if let Some(c) = cookie {
+            r = r.header(COOKIE, c);
+        }
+        self.send(r.body(Body::empty()).unwrap()).await
+    }
+
+    async fn post_form(&self, path: &str, cookie: Option<&str>, body: String) -> Answer {
+        let mut r = Request::post(path).header(CONTENT_TYPE, "application/x-www-form-urlencoded");
+        if let Some(c) = cookie {
+            r = r.header(COOKIE, c);
+        }
+        self.send(r.body(Body::from(body)).unwrap()).await
+    }
+
+    /// Opens the sign-in form: the form's cookie (`name=value`) and token.
+    async fn signin_form(&self) -> (String, String) {
+        let page = self.get("/signin", None).await;
+        assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+        let cookie = page.set_cookie("callhome_signin").expect("sign-in cookie");
+        let csrf = hidden(&page.body, "csrf");
+        assert_eq!(cookie_value(&cookie), csrf);
+        (format!("callhome_signin={csrf}"), csrf)
+    }
+
+    async fn try_sign_in(&self, login: &str, password: &str, next: &str) -> Answer {
+        let (cookie, csrf) = self.signin_form().await;
+        let body = form(&[
+            ("login", login),
+            ("password", password),
+            ("next", next),
+            ("csrf", &csrf),
+        ]);
+        self.post_form("/signin", Some(&cookie), body).await
+    }
+
+    /// Signs in; returns the `Cookie` header value for the session.
+    async fn sign_in(&self, login: &str, password: &str) -> String {
+        let a = self.try_sign_in(login, password, "/").await;
+        assert_eq!(a.status, StatusCode::SEE_OTHER, "{}", a.body);
+        let set = a.set_cookie(SESSION_COOKIE).expect("session cookie");
+        format!("{SESSION_COOKIE}={}", cookie_value(&set))
+    }
+
+    async fn api(&self, path: &str, bearer: Option<&str>, cookie: Option<&str>) -> Answer {
+        let mut r = Request::get(path);
+        if let Some(t) = bearer {
+            r = r.header(http::header::AUTHORIZATION, format!("Bearer {t}"));
+        }
+        if let Some(c) = cookie {
+            r = r.header(COOKIE, c);
+        }
+        self.send(r.body(Body::empty()).unwrap()).await
+    }
+}
+
+fn assert_security_headers(a: &Answer) {
+    for (name, value) in [
+        ("content-security-policy", "default-src 'self'"),
+        ("x-content-type-options", "nosniff"),
+        ("referrer-policy", "same-origin"),
+        ("x-frame-options", "DENY"),
+    ] {
+        assert_eq!(
+            a.headers.get(name).and_then(|v| v.to_str().ok()),
+            Some(value),
+            "{name}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn anonymous_home_redirects_to_signin_and_the_form_is_served_safely() {
+    let f = Fixture::new();
+    let a = f.get("/", None).await;
+    assert_eq!(a.status, StatusCode::SEE_OTHER);
+    assert_eq!(a.location(), "/signin");
+    assert_security_headers(&a);
+
+    let a = f.get("/orgs/ORG-1?tab=hosts", None).await;
+    assert_eq!(
+        a.status,
+        StatusCode::NOT_FOUND,
+        "no such page yet: the fallback answers"
+    );
+
+    let a = f.get("/signin", None).await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert!(a.headers[CONTENT_TYPE].to_str().unwrap().starts_with("text/html"));
+    assert_security_headers(&a);
+    assert_eq!(a.headers[CACHE_CONTROL], "no-store");
+    assert!(
+        a.body.contains("<form method=\"post\" action=\"/signin\">"),
+        "{}",
+        a.body
+    );
+    assert!(!a.body.contains("<script"), "no inline script");
+    let cookie = a.set_cookie("callhome_signin").unwrap();
+    for attr in ["Secure", "HttpOnly", "SameSite=Strict", "Path=/signin"] {
+        assert!(cookie.split("; ").any(|x| x == attr), "{attr}: {cookie}");
+    }
+    let css = f.get(STYLESHEET_PATH, None).await;
+    assert_eq!(css.status, StatusCode::OK);
+    assert!(
+        css.headers[CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .starts_with("text/css")
+    );
+}
+
+#[tokio::test]
+async fn sign_in_sets_a_strict_session_cookie_and_shows_who_is_signed_in() {
+    let f = Fixture::new();
+    let a = f.try_sign_in("TAM1", TAM_PW, "/").await;
+    assert_eq!(a.status, StatusCode::SEE_OTHER, "{}", a.body);
+    assert_eq!(a.location(), "/");
+    let set = a.set_cookie(SESSION_COOKIE).unwrap();
+    for attr in ["Secure", "HttpOnly", "SameSite=Strict", "Path=/", "Max-Age=43200"] {
+        assert!(set.split("; ").any(|x| x == attr), "{attr}: {set}");
+    }
+    // The sign-in form's cookie is cleared.
+    assert!(a.set_cookie("callhome_signin").unwrap().contains("Max-Age=0"));
+    let cookie = format!("{SESSION_COOKIE}={}", cookie_value(&set));
+
+    let home = f.get("/", Some(&cookie)).await;
+    assert_eq!(home.status, StatusCode::OK, "{}", home.body);
+    assert_security_headers(&home);
+    assert!(home.body.contains("not built yet"), "{}", home.body);
+    assert!(home.body.contains("tam1") && home.body.contains("ORG-1"));
+    assert!(!home.body.contains("ORG-2"));
+    // The display name is escaped, never markup.
+    assert!(
+        home.body.contains("&#60;b&#62;Tam&#60;/b&#62;") || home.body.contains("&lt;b&gt;Tam"),
+        "{}",
+        home.body
+    );
+    assert!(!home.body.contains("<b>Tam</b>"));
+
+    // Signed in, the form sends the browser on.
+    let again = f.get("/signin?next=%2Fqueue", Some(&cookie)).await;
+    assert_eq!(again.status, StatusCode::SEE_OTHER);
+    assert_eq!(again.location(), "/queue");
+
+    let admin = f.sign_in("root", ADMIN_PW).await;
+    let home = f.get("/", Some(&admin)).await;
+    assert!(home.body.contains("all (admin)"), "{}", home.body);
+}
+
+#[tokio::test]
+async fn next_is_followed_only_to_local_paths() {
+    let f = Fixture::new();
+    for (next, expected) in [
+        ("/orgs/ORG-1?x=1", "/orgs/ORG-1?x=1"),
+        ("//evil.example", "/"),
+        ("https://evil.example", "/"),
+        ("/\\evil.example", "/"),
+        ("", "/"),
+    ] {
+        let a = f.try_sign_in("tam1", TAM_PW, next).await;
+        assert_eq!(a.status, StatusCode::SEE_OTHER, "{next}");
+        assert_eq!(a.location(), expected, "{next}");
+    }
+    // The form keeps a safe next and drops an unsafe one.
+    let page = f.get("/signin?next=%2F%2Fevil.example", None).await;
+    assert_eq!(hidden(&page.body, "next"), "/");
+    let page = f.get("/signin?next=%2Fqueue", None).await;
+    assert_eq!(hidden(&page.body, "next"), "/queue");
+}
+
+#[tokio::test]
+async fn wrong_passwords_get_one_message_and_lock_the_login() {
+    let f = Fixture::new();
+    let unknown = f.try_sign_in("nobody", TAM_PW, "/").await;
+    assert_eq!(unknown.status, StatusCode::UNAUTHORIZED);
+    assert!(unknown.body.contains("Sign-in failed"), "{}", unknown.body);
+    assert!(unknown.set_cookie(SESSION_COOKIE).is_none());
+    for _ in 0..5 {
+        let a = f.try_sign_in("tam1", "wrong password!", "/").await;
+        assert_eq!(a.status, StatusCode::UNAUTHORIZED);
+        assert!(a.set_cookie(SESSION_COOKIE).is_none());
+        // The login typed is kept, escaped.
+        assert_eq!(hidden(&a.body, "csrf").len(), 64);
+    }
+    let locked = f.try_sign_in("tam1", TAM_PW, "/").await;
+    assert_eq!(locked.status, StatusCode::UNAUTHORIZED);
+    assert!(locked.set_cookie(SESSION_COOKIE).is_none());
+    // Same words as a wrong password: the page does not say the login is locked.
+    let strip = |s: &str| s.replace("value=\"tam1\"", "").replace("value=\"nobody\"", "");
+    assert_eq!(
+        strip(&locked.body),
+        strip(&unknown.body).replace(&hidden(&unknown.body, "csrf"), &hidden(&locked.body, "csrf"))
+    );
+    // Other logins are not affected.
+    f.sign_in("root", ADMIN_PW).await;
+}
+
+#[tokio::test]
+async fn sign_in_without_the_form_token_is_refused() {
+    let f = Fixture::new();
+    let (cookie, csrf) = f.signin_form().await;
+    for (cookie, token) in [
+        (None, Some(csrf.as_str())),
+        (Some(cookie.as_str()), None),
+        (Some(cookie.as_str()), Some("0")),
+    ] {
+        let mut pairs = vec![("login", "tam1"), ("password", TAM_PW)];
+        if let Some(t) = token {
+            pairs.push(("csrf", t));
+        }
+        let a = f.post_form("/signin", cookie, form(&pairs)).await;
+        assert_eq!(a.status, StatusCode::FORBIDDEN, "{cookie:?} {token:?}");
+        assert!(a.set_cookie(SESSION_COOKIE).is_none());
+        assert!(a.body.contains("expired"));
+    }
+    // A JSON post is not a form.
+    let r = Request::post("/signin")
+        .header(CONTENT_TYPE, "application/json")
+        .header(COOKIE, &cookie)
+        .body(Body::from("{}"))
+        .unwrap();
+    assert_eq!(f.send(r).await.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+}
+
+#[tokio::test]
+async fn sign_out_needs_the_csrf_token_and_ends_the_session() {
+    let f = Fixture::new();
+    let cookie = f.sign_in("tam1", TAM_PW).await;
+    let home = f.get("/", Some(&cookie)).await;
+    let csrf = hidden(&home.body, "csrf");
+    assert_eq!(csrf.len(), 64);
+
+    let missing = f.post_form("/signout", Some(&cookie), String::new()).await;
+    assert_eq!(missing.status, StatusCode::FORBIDDEN);
+    assert_eq!(missing.json()["error"], "csrf_failed");
+    let wrong = f
+        .post_form("/signout", Some(&cookie), form(&[("csrf", &"0".repeat(64))]))
+        .await;
+    assert_eq!(wrong.status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        f.get("/", Some(&cookie)).await.status,
+        StatusCode::OK,
+        "still signed in"
+    );
+
+    // Another session's token does not work either.
+    let other = f.sign_in("tam1", TAM_PW).await;
+    let other_csrf = hidden(&f.get("/", Some(&other)).await.body, "csrf");
+    assert_ne!(other_csrf, csrf);
+    let crossed = f
+        .post_form("/signout", Some(&cookie), form(&[("csrf", &other_csrf)]))
+        .await;
+    assert_eq!(crossed.status, StatusCode::FORBIDDEN);
+
+    let out = f
+        .post_form("/signout", Some(&cookie), form(&[("csrf", &csrf)]))
+        .await;
+    assert_eq!(out.status, StatusCode::SEE_OTHER);
+    assert_eq!(out.location(), "/signin");
+    assert!(out.set_cookie(SESSION_COOKIE).unwrap().contains("Max-Age=0"));
+    let after = f.get("/", Some(&cookie)).await;
+    assert_eq!(after.status, StatusCode::SEE_OTHER);
+    assert_eq!(after.location(), "/signin");
+    assert_eq!(
+        f.get("/", Some(&other)).await.status,
+        StatusCode::OK,
+        "other sessions live on"
+    );
+
+    // Anonymous sign-out: sent to sign in, nothing else happens.
+    let anon = f.post_form("/signout", None, form(&[("csrf", &csrf)])).await;
+    assert_eq!(anon.status, StatusCode::SEE_OTHER);
+}
+
+#[tokio::test]
+async fn sessions_end_when_idle() {
+    let f = Fixture::with_config(ConsoleConfig {
+        session_idle_minutes: 30,
+        ..ConsoleConfig::default()
+    });
+    let cookie = f.sign_in("tam1", TAM_PW).await;
+    assert_eq!(f.get("/", Some(&cookie)).await.status, StatusCode::OK);
+    // Age the session in the store: its last use 31 minutes ago.
+    let token = cookie.split_once('=').unwrap().1.to_owned();
+    let later = OffsetDateTime::now_utc() + time::Duration::minutes(31);
+    let found = f
+        .state
+        .store
+        .authenticate_session(token, f.state.auth.config, later)
+        .await
+        .unwrap();
+    assert!(found.is_none());
+    let a = f.get("/", Some(&cookie)).await;
+    assert_eq!(a.status, StatusCode::SEE_OTHER, "the expired session was deleted");
+}
+
+#[tokio::test]
+async fn api_tokens_authenticate_scripts_until_revoked() {
+    let f = Fixture::new();
+    let now = OffsetDateTime::now_utc();
+    let a = f.api("/v1/me", None, None).await;
+    assert_eq!(a.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(a.json()["error"], "unauthenticated");
+    assert_eq!(a.headers["www-authenticate"], "Bearer");
+
+    let issued = f.state.store.issue_api_token("tam1", "script", now).unwrap();
+    let token = issued.token.expose();
+    let me = f.api("/v1/me", Some(token), None).await;
+    assert_eq!(me.status, StatusCode::OK, "{}", me.body);
+    assert_eq!(me.json()["login"], "tam1");
+    assert_eq!(me.json()["role"], "tam");
+    assert_eq!(me.json()["orgs"], serde_json::json!(["ORG-1"]));
+
+    // Scripts skip CSRF: no cookie, nothing a browser could be tricked into sending.
+    let r = Request::post("/signout")
+        .header(http::header::AUTHORIZATION, format!("Bearer {token}"))
+        .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(f.send(r).await.status, StatusCode::SEE_OTHER);
+
+    f.state.store.revoke_api_token(&issued.id, now).unwrap();
+    let revoked = f.api("/v1/me", Some(token), None).await;
+    assert_eq!(revoked.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(revoked.json()["error"], "invalid_token");
+    // A bad token is refused even with a good session beside it, and on pages too.
+    let cookie = f.sign_in("tam1", TAM_PW).await;
+    assert_eq!(
+        f.api("/v1/me", Some("chtt_nope"), Some(&cookie)).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        f.api("/", Some(token), None).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    // A session works for the API as well.
+    let me = f.api("/v1/me", None, Some(&cookie)).await;
+    assert_eq!(me.status, StatusCode::OK);
+    let admin = f.sign_in("root", ADMIN_PW).await;
+    assert_eq!(
+        f.api("/v1/me", None, Some(&admin)).await.json()["orgs"],
+        serde_json::Value::Null
+    );
+}
+
+#[tokio::test]
+async fn orgs_a_principal_may_not_see_are_not_found() {
+    async fn org_page(
+        principal: Principal,
+        axum::extract::Path(org): axum::extract::Path<String>,
+    ) -> Response {
+        match principal.require_org(&org) {
+            Ok(()) => format!("org {org}").into_response(),
+            Err(e) => e.into_response(),
+        }
+    }
+    let f = Fixture::new();
+    let router = || {
+        axum::Router::new()
+            .route("/v1/orgs/{org}", get(org_page))
+            .with_state(f.state.clone())
+    };
+    let tam = f.sign_in("tam1", TAM_PW).await;
+    let admin = f.sign_in("root", ADMIN_PW).await;
+    let get_org = |org: &str, cookie: &str| {
+        Request::builder()
+            .method(Method::GET)
+            .uri(format!("/v1/orgs/{org}"))
+            .header(COOKIE, cookie)
+            .body(Body::empty())
+            .unwrap()
+    };
+    assert_eq!(
+        f.send_to(router(), get_org("ORG-1", &tam)).await.status,
+        StatusCode::OK
+    );
+    let hidden_org = f.send_to(router(), get_org("ORG-2", &tam)).await;
+    let missing_org = f.send_to(router(), get_org("NO-SUCH", &tam)).await;
+    assert_eq!(hidden_org.status, StatusCode::NOT_FOUND);
+    assert_eq!(hidden_org.body, missing_org.body, "another org looks like no org");
+    assert_eq!(
+        f.send_to(router(), get_org("ORG-2", &admin)).await.status,
+        StatusCode::OK
+    );
+    let anon = Request::get("/v1/orgs/ORG-1").body(Body::empty()).unwrap();
+    assert_eq!(f.send_to(router(), anon).await.status, StatusCode::UNAUTHORIZED);
+}
