@@ -12,6 +12,7 @@
 //! out is recorded as such; it never aborts the snapshot.
 
 mod agent;
+mod cache;
 mod certificates;
 mod controllers;
 mod crashes;
@@ -28,6 +29,7 @@ mod vda;
 
 use std::collections::BTreeMap;
 use std::io;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -141,6 +143,9 @@ pub struct ProbeContext {
     pub deadline: Instant,
     /// The agent's own health, for the `agent` probe.
     pub agent: Arc<AgentHealth>,
+    /// Where a probe may keep an expensive answer between runs (`STATE_DIR/cache`); `None` when the
+    /// source must be asked every time (a tree, a capture).
+    pub cache_dir: Option<PathBuf>,
 }
 
 impl ProbeContext {
@@ -260,6 +265,10 @@ pub struct RunInputs {
 /// blocking tasks at shutdown.
 pub async fn run(plan: &[PlannedProbe<'_>], inputs: &RunInputs) -> ProbeRun {
     let started = Instant::now();
+    let cache_dir = inputs
+        .source
+        .may_use_cache()
+        .then(|| inputs.config.state_dir.join("cache"));
     let tasks: Vec<_> = plan
         .iter()
         .map(|planned| {
@@ -272,6 +281,7 @@ pub async fn run(plan: &[PlannedProbe<'_>], inputs: &RunInputs) -> ProbeRun {
                 max_read_bytes: planned.max_read_bytes,
                 deadline: Instant::now() + timeout,
                 agent: Arc::clone(&inputs.agent),
+                cache_dir: cache_dir.clone(),
             };
             tokio::spawn(async move {
                 let t0 = Instant::now();
@@ -435,6 +445,7 @@ pub(crate) mod testing {
             max_read_bytes: crate::config::defaults::PROBE_MAX_READ_BYTES,
             deadline: Instant::now() + Duration::from_secs(30),
             agent: Arc::new(AgentHealth::default()),
+            cache_dir: None,
         }
     }
 
@@ -551,6 +562,36 @@ mod tests {
                 ("panics", "probe panicked"),
             ]
         );
+    }
+
+    fn cache_dir_of(ctx: &ProbeContext) -> Result<ProbeOutput, ProbeFailure> {
+        Ok(ProbeOutput::Section(Section::Raw(serde_json::json!(
+            ctx.cache_dir
+        ))))
+    }
+
+    #[test]
+    fn only_the_live_host_gets_a_cache_directory() {
+        let table = [probe("cache", cache_dir_of)];
+        let plan = Config::default().enabled_probes(&table);
+        let run_on = |source: Arc<dyn HostSource>| {
+            let inputs = RunInputs {
+                source,
+                config: Arc::new(Config::default()),
+                agent: Arc::new(AgentHealth::default()),
+            };
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_time()
+                .build()
+                .unwrap();
+            rt.block_on(run(&plan, &inputs)).sections.other["cache"].clone()
+        };
+        assert_eq!(run_on(Arc::new(crate::source::Live)), "/var/lib/callhome/cache");
+        let tree = crate::source::Tree::open(&testing::fixture("rpm-healthy")).unwrap();
+        assert_eq!(run_on(Arc::new(tree)), serde_json::Value::Null);
+        // `capture` records the live host: it must see every read the probe makes.
+        let recorder = crate::source::Recorder::new(crate::source::Live);
+        assert_eq!(run_on(Arc::new(recorder)), serde_json::Value::Null);
     }
 
     #[test]
