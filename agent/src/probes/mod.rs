@@ -260,9 +260,9 @@ pub struct RunInputs {
     pub agent: Arc<AgentHealth>,
 }
 
-/// Runs `plan` concurrently and gathers the results. Must be called within a tokio runtime; probes
-/// that time out keep their blocking thread until they return, so the caller should not wait for
-/// blocking tasks at shutdown.
+/// Runs `plan` concurrently and gathers the results. Must be called within a tokio runtime. Each
+/// probe runs on a thread of its own; one that times out keeps its thread until it returns, which
+/// nobody waits for (the process may exit under it).
 pub async fn run(plan: &[PlannedProbe<'_>], inputs: &RunInputs) -> ProbeRun {
     let started = Instant::now();
     let cache_dir = inputs
@@ -285,20 +285,12 @@ pub async fn run(plan: &[PlannedProbe<'_>], inputs: &RunInputs) -> ProbeRun {
             };
             tokio::spawn(async move {
                 let t0 = Instant::now();
-                let result =
-                    tokio::time::timeout(timeout, tokio::task::spawn_blocking(move || f(&ctx))).await;
+                let result = tokio::time::timeout(timeout, on_own_thread(name, move || f(&ctx))).await;
                 let elapsed = t0.elapsed();
                 let result = match result {
                     Ok(Ok(Ok(output))) => Ok(output),
                     Ok(Ok(Err(failure))) => Err((ProbeOutcome::Failed, failure.0)),
-                    Ok(Err(join)) => Err((
-                        ProbeOutcome::Failed,
-                        if join.is_panic() {
-                            "probe panicked".to_string()
-                        } else {
-                            format!("probe task ended: {join}")
-                        },
-                    )),
+                    Ok(Err(ended)) => Err((ProbeOutcome::Failed, ended)),
                     Err(_) => Err((
                         ProbeOutcome::TimedOut,
                         format!("timed out after {} ms", timeout.as_millis()),
@@ -337,6 +329,29 @@ pub async fn run(plan: &[PlannedProbe<'_>], inputs: &RunInputs) -> ProbeRun {
     }
     out.collection_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
     out
+}
+
+/// Runs `f` on a new thread that ends with it. Not tokio's blocking pool: its threads outlive their
+/// work by a keep-alive, and a daemon that collects once an hour should hold no idle threads (nor
+/// their stacks) between runs. The error says why no value came back.
+fn on_own_thread<R: Send + 'static>(
+    name: &str,
+    f: impl FnOnce() -> R + Send + 'static,
+) -> impl Future<Output = Result<R, String>> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let spawned = std::thread::Builder::new()
+        .name(format!("probe-{name}"))
+        .spawn(move || {
+            // The receiver is gone only when the runner stopped waiting (timeout): nothing to tell.
+            let _ = tx.send(f());
+        });
+    async move {
+        if let Err(e) = spawned {
+            return Err(format!("cannot start the probe's thread: {e}"));
+        }
+        // The sender is dropped without a value only when `f` panicked.
+        rx.await.map_err(|_| "probe panicked".to_string())
+    }
 }
 
 fn place(sections: &mut Sections, name: &str, section: Section) {
