@@ -43,6 +43,11 @@
 //! [certificates]                    # the `certificates` probe
 //! paths = []                        # more files or directories (*.pem, *.crt, *.cer) to check,
 //!                                   # besides the Linux VDA's TLS keystore
+//!
+//! [updates]                         # the `updates` probe
+//! max_cache_age_secs = 86400        # reuse the pending-update counts (kept in STATE_DIR/cache) while
+//!                                   # the package database and metadata are unchanged, at most this
+//!                                   # long; 0: ask the package tool every time
 //! ```
 //!
 //! Unknown keys are refused (the error names the key and its line). Parsing stops at the first
@@ -89,6 +94,9 @@ pub mod defaults {
     pub const RETRY_CAP_SECS: u64 = 600;
     /// An hour of retrying, then the next scheduled run tries again.
     pub const RETRY_MAX_ELAPSED_SECS: u64 = 3600;
+    /// A day: pending updates also change when a repository publishes, which the local metadata
+    /// only shows after the next `apt update` / dnf metadata refresh, themselves daily by default.
+    pub const UPDATES_MAX_CACHE_AGE_SECS: u64 = 86_400;
 }
 
 /// Longest hostname a snapshot may carry (the schema's limit for names).
@@ -110,6 +118,7 @@ pub struct Config {
     pub probes: BTreeMap<Spanned<String>, ProbeConfig>,
     pub controllers: ControllersConfig,
     pub certificates: CertificatesConfig,
+    pub updates: UpdatesConfig,
     /// What is hashed or dropped before a snapshot leaves the host.
     pub redaction: crate::redact::RedactionConfig,
     pub schedule: ScheduleConfig,
@@ -178,6 +187,22 @@ impl Default for ScheduleConfig {
     }
 }
 
+/// `[updates]`: the `updates` probe's cache of the package tool's answer.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UpdatesConfig {
+    /// Longest a cached answer is reused; 0 turns the cache off.
+    pub max_cache_age_secs: u64,
+}
+
+impl Default for UpdatesConfig {
+    fn default() -> Self {
+        UpdatesConfig {
+            max_cache_age_secs: defaults::UPDATES_MAX_CACHE_AGE_SECS,
+        }
+    }
+}
+
 /// `[certificates]`: what the `certificates` probe reads besides the VDA's own TLS keystore.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -239,6 +264,7 @@ impl Default for Config {
             probes: BTreeMap::new(),
             controllers: ControllersConfig::default(),
             certificates: CertificatesConfig::default(),
+            updates: UpdatesConfig::default(),
             redaction: crate::redact::RedactionConfig::default(),
             schedule: ScheduleConfig::default(),
             spool: SpoolConfig::default(),
@@ -830,6 +856,14 @@ timeout_secs = 0
             ],
             "{problems:?}"
         );
+    }
+
+    #[test]
+    fn updates_cache_age() {
+        assert_eq!(Config::default().updates.max_cache_age_secs, 86_400);
+        let c = Config::from_toml("[updates]\nmax_cache_age_secs = 0\n").unwrap();
+        assert_eq!(c.updates.max_cache_age_secs, 0);
+        assert!(Config::from_toml("[updates]\nmax_age = 5\n").is_err());
     }
 
     #[test]

@@ -6,10 +6,10 @@
 //! Between cycles the daemon retries what waits, gated by [`Gate`]: the backoff, the collector's
 //! `Retry-After`, or "wait for the next run" (401, a give-up after `retry.max_elapsed_secs`).
 //!
-//! The daemon runs on one current-thread tokio runtime (probes get blocking threads that end when
-//! idle); SIGTERM and SIGINT end it at its next await point. Nothing in the spool depends on how
-//! it stops: a file is deleted only after its 2xx, so a stop mid-request leaves the file to be
-//! sent again, and the collector's answer to the replay is 200 `duplicate`.
+//! The daemon runs on one current-thread tokio runtime (each probe gets a thread of its own that
+//! ends with it, so an idle daemon has one thread); SIGTERM and SIGINT end it at its next await
+//! point. Nothing in the spool depends on how it stops: a file is deleted only after its 2xx, so a
+//! stop mid-request leaves the file to be sent again, and the collector's answer to the replay is 200 `duplicate`.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

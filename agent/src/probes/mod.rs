@@ -12,6 +12,7 @@
 //! out is recorded as such; it never aborts the snapshot.
 
 mod agent;
+mod cache;
 mod certificates;
 mod controllers;
 mod crashes;
@@ -28,6 +29,7 @@ mod vda;
 
 use std::collections::BTreeMap;
 use std::io;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -141,6 +143,9 @@ pub struct ProbeContext {
     pub deadline: Instant,
     /// The agent's own health, for the `agent` probe.
     pub agent: Arc<AgentHealth>,
+    /// Where a probe may keep an expensive answer between runs (`STATE_DIR/cache`); `None` when the
+    /// source must be asked every time (a tree, a capture).
+    pub cache_dir: Option<PathBuf>,
 }
 
 impl ProbeContext {
@@ -255,11 +260,15 @@ pub struct RunInputs {
     pub agent: Arc<AgentHealth>,
 }
 
-/// Runs `plan` concurrently and gathers the results. Must be called within a tokio runtime; probes
-/// that time out keep their blocking thread until they return, so the caller should not wait for
-/// blocking tasks at shutdown.
+/// Runs `plan` concurrently and gathers the results. Must be called within a tokio runtime. Each
+/// probe runs on a thread of its own; one that times out keeps its thread until it returns, which
+/// nobody waits for (the process may exit under it).
 pub async fn run(plan: &[PlannedProbe<'_>], inputs: &RunInputs) -> ProbeRun {
     let started = Instant::now();
+    let cache_dir = inputs
+        .source
+        .may_use_cache()
+        .then(|| inputs.config.state_dir.join("cache"));
     let tasks: Vec<_> = plan
         .iter()
         .map(|planned| {
@@ -272,23 +281,16 @@ pub async fn run(plan: &[PlannedProbe<'_>], inputs: &RunInputs) -> ProbeRun {
                 max_read_bytes: planned.max_read_bytes,
                 deadline: Instant::now() + timeout,
                 agent: Arc::clone(&inputs.agent),
+                cache_dir: cache_dir.clone(),
             };
             tokio::spawn(async move {
                 let t0 = Instant::now();
-                let result =
-                    tokio::time::timeout(timeout, tokio::task::spawn_blocking(move || f(&ctx))).await;
+                let result = tokio::time::timeout(timeout, on_own_thread(name, move || f(&ctx))).await;
                 let elapsed = t0.elapsed();
                 let result = match result {
                     Ok(Ok(Ok(output))) => Ok(output),
                     Ok(Ok(Err(failure))) => Err((ProbeOutcome::Failed, failure.0)),
-                    Ok(Err(join)) => Err((
-                        ProbeOutcome::Failed,
-                        if join.is_panic() {
-                            "probe panicked".to_string()
-                        } else {
-                            format!("probe task ended: {join}")
-                        },
-                    )),
+                    Ok(Err(ended)) => Err((ProbeOutcome::Failed, ended)),
                     Err(_) => Err((
                         ProbeOutcome::TimedOut,
                         format!("timed out after {} ms", timeout.as_millis()),
@@ -327,6 +329,29 @@ pub async fn run(plan: &[PlannedProbe<'_>], inputs: &RunInputs) -> ProbeRun {
     }
     out.collection_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
     out
+}
+
+/// Runs `f` on a new thread that ends with it. Not tokio's blocking pool: its threads outlive their
+/// work by a keep-alive, and a daemon that collects once an hour should hold no idle threads (nor
+/// their stacks) between runs. The error says why no value came back.
+fn on_own_thread<R: Send + 'static>(
+    name: &str,
+    f: impl FnOnce() -> R + Send + 'static,
+) -> impl Future<Output = Result<R, String>> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let spawned = std::thread::Builder::new()
+        .name(format!("probe-{name}"))
+        .spawn(move || {
+            // The receiver is gone only when the runner stopped waiting (timeout): nothing to tell.
+            let _ = tx.send(f());
+        });
+    async move {
+        if let Err(e) = spawned {
+            return Err(format!("cannot start the probe's thread: {e}"));
+        }
+        // The sender is dropped without a value only when `f` panicked.
+        rx.await.map_err(|_| "probe panicked".to_string())
+    }
 }
 
 fn place(sections: &mut Sections, name: &str, section: Section) {
@@ -435,6 +460,7 @@ pub(crate) mod testing {
             max_read_bytes: crate::config::defaults::PROBE_MAX_READ_BYTES,
             deadline: Instant::now() + Duration::from_secs(30),
             agent: Arc::new(AgentHealth::default()),
+            cache_dir: None,
         }
     }
 
@@ -551,6 +577,36 @@ mod tests {
                 ("panics", "probe panicked"),
             ]
         );
+    }
+
+    fn cache_dir_of(ctx: &ProbeContext) -> Result<ProbeOutput, ProbeFailure> {
+        Ok(ProbeOutput::Section(Section::Raw(serde_json::json!(
+            ctx.cache_dir
+        ))))
+    }
+
+    #[test]
+    fn only_the_live_host_gets_a_cache_directory() {
+        let table = [probe("cache", cache_dir_of)];
+        let plan = Config::default().enabled_probes(&table);
+        let run_on = |source: Arc<dyn HostSource>| {
+            let inputs = RunInputs {
+                source,
+                config: Arc::new(Config::default()),
+                agent: Arc::new(AgentHealth::default()),
+            };
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_time()
+                .build()
+                .unwrap();
+            rt.block_on(run(&plan, &inputs)).sections.other["cache"].clone()
+        };
+        assert_eq!(run_on(Arc::new(crate::source::Live)), "/var/lib/callhome/cache");
+        let tree = crate::source::Tree::open(&testing::fixture("rpm-healthy")).unwrap();
+        assert_eq!(run_on(Arc::new(tree)), serde_json::Value::Null);
+        // `capture` records the live host: it must see every read the probe makes.
+        let recorder = crate::source::Recorder::new(crate::source::Live);
+        assert_eq!(run_on(Arc::new(recorder)), serde_json::Value::Null);
     }
 
     #[test]

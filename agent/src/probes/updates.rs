@@ -14,14 +14,27 @@
 //!
 //! A tool that is missing, fails or runs out of the probe's time leaves its figure `None`: the
 //! section still reports what the others said. dnf runs last because it is the slowest.
+//!
+//! The pending-update figures depend only on the package database and the local repository
+//! metadata, and computing them is most of a live collect's time (about a second for `apt list` in
+//! a Docker image without apt's binary cache). On the live host they are cached in
+//! `STATE_DIR/cache/updates.json` under a fingerprint of those inputs (size and mtime of each file
+//! and directory listed in [`DPKG_INPUTS`] / [`RPM_INPUTS`], and of the entries of the directories)
+//! and reused while it is unchanged, for at most `[updates] max_cache_age_secs` (a repository can
+//! publish without the local metadata showing it until its next refresh). The reboot figures are
+//! cheap and always read live. The section says which run computed the figures
+//! (`pending_computed_at`, `pending_from_cache`).
 
 use std::collections::BTreeSet;
+use std::fmt::Write as _;
 use std::io;
 use std::time::{Duration, Instant};
 
 use callhome_shared::UpdatesSection;
+use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
+use super::cache::ResultCache;
 use super::{ProbeContext, ProbeFailure, ProbeOutput, Section};
 use crate::source::CommandOutput;
 
@@ -43,6 +56,35 @@ const RPM_KERNELS: &[&str] = &[
     "%{VERSION}-%{RELEASE}.%{ARCH} %{INSTALLTIME}\\n",
 ];
 const DNF_SECURITY: &[&str] = &["dnf", "-q", "--cacheonly", "updateinfo", "list", "--security"];
+
+/// What `apt list --upgradable` answers from: the package database, the downloaded package lists,
+/// and the sources, pins and options that select among them. Directories count with their entries.
+const DPKG_INPUTS: &[&str] = &[
+    "/var/lib/dpkg/status",
+    "/var/lib/apt/lists",
+    "/etc/apt/sources.list",
+    "/etc/apt/sources.list.d",
+    "/etc/apt/preferences",
+    "/etc/apt/preferences.d",
+    "/etc/apt/apt.conf.d",
+];
+/// What `dnf --cacheonly updateinfo` answers from: the rpm database (its old and its
+/// `/usr/lib/sysimage` place), dnf's (or yum's) metadata cache, and the repositories' definitions.
+const RPM_INPUTS: &[&str] = &[
+    "/var/lib/rpm",
+    "/usr/lib/sysimage/rpm",
+    "/var/cache/dnf",
+    "/var/cache/yum",
+    "/etc/yum.repos.d",
+    "/etc/dnf/dnf.conf",
+];
+
+/// The pending-update figures, as cached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+struct Pending {
+    all: Option<u64>,
+    security: Option<u64>,
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Family {
@@ -115,11 +157,14 @@ fn debian(ctx: &ProbeContext, s: &mut UpdatesSection) {
         }
         Some(Err(_)) => {}
     }
-    if let Some(out) = run_slow(ctx, APT_UPGRADABLE).filter(|o| o.success()) {
+    pending(ctx, Family::Dpkg, s, || {
+        let out = run_slow(ctx, APT_UPGRADABLE).filter(|o| o.success())?;
         let (all, security) = parse_apt_upgradable(&out.stdout_text());
-        s.pending_updates = Some(all);
-        s.pending_security_updates = Some(security);
-    }
+        Some(Pending {
+            all: Some(all),
+            security: Some(security),
+        })
+    });
 }
 
 fn rpm(ctx: &ProbeContext, s: &mut UpdatesSection) {
@@ -152,9 +197,99 @@ fn rpm(ctx: &ProbeContext, s: &mut UpdatesSection) {
     if s.reboot_required == Some(true) && newer_kernel_waits == Some(true) {
         s.reboot_required_since = newest.map(|(_, installed)| installed);
     }
-    if let Some(out) = run_slow(ctx, DNF_SECURITY).filter(|o| o.success()) {
-        s.pending_security_updates = Some(parse_dnf_security(&out.stdout_text()));
+    pending(ctx, Family::Rpm, s, || {
+        let out = run_slow(ctx, DNF_SECURITY).filter(|o| o.success())?;
+        Some(Pending {
+            all: None,
+            security: Some(parse_dnf_security(&out.stdout_text())),
+        })
+    });
+}
+
+/// Fills the pending figures from the cache when it holds them for the current inputs, else from
+/// `compute` (the package tool), caching what it found. `compute` gives `None` when the tool had no
+/// answer: nothing is cached then, so the next run asks again.
+fn pending(
+    ctx: &ProbeContext,
+    family: Family,
+    s: &mut UpdatesSection,
+    compute: impl FnOnce() -> Option<Pending>,
+) {
+    let max_age = Duration::from_secs(ctx.config.updates.max_cache_age_secs);
+    let cache = ctx
+        .cache_dir
+        .as_deref()
+        .filter(|_| !max_age.is_zero())
+        .map(|dir| ResultCache::new(dir, "updates"));
+    let before = cache.as_ref().and_then(|_| fingerprint(ctx, family));
+    if let (Some(cache), Some(fp)) = (&cache, &before)
+        && let Some(hit) = cache.load::<Pending>(fp, ctx.now(), max_age)
+    {
+        tracing::debug!(path = %cache.path().display(), "pending updates from the cache");
+        set_pending(s, hit.value, hit.computed_at, true);
+        return;
     }
+    let computed_at = ctx.now();
+    let Some(found) = compute() else {
+        return;
+    };
+    set_pending(s, found, computed_at, false);
+    // The inputs must not have changed while the tool ran (an `apt update` at the same moment), or
+    // the figures may belong to neither state; the next run computes them again then.
+    if let (Some(cache), Some(fp)) = (&cache, &before) {
+        if fingerprint(ctx, family).as_ref() != Some(fp) {
+            tracing::debug!("package inputs changed while the tool ran: not cached");
+        } else if let Err(error) = cache.store(fp, computed_at, &found) {
+            tracing::debug!(%error, "cannot cache the pending updates");
+        }
+    }
+}
+
+fn set_pending(s: &mut UpdatesSection, p: Pending, computed_at: OffsetDateTime, from_cache: bool) {
+    s.pending_updates = p.all;
+    s.pending_security_updates = p.security;
+    s.pending_computed_at = Some(computed_at);
+    s.pending_from_cache = from_cache;
+}
+
+/// A digest of the size and modification time of every input of the family's package tool (and of
+/// the entries of those that are directories), and of the tool's command line. `None` when an input
+/// exists but cannot be examined: then nothing can be known to be unchanged.
+fn fingerprint(ctx: &ProbeContext, family: Family) -> Option<String> {
+    let (inputs, argv) = match family {
+        Family::Dpkg => (DPKG_INPUTS, APT_UPGRADABLE),
+        Family::Rpm => (RPM_INPUTS, DNF_SECURITY),
+    };
+    let stamp = |m: &crate::source::Metadata| {
+        let mtime = m.modified.map_or(0, OffsetDateTime::unix_timestamp_nanos);
+        format!("{} {} {mtime}", u8::from(m.is_dir), m.len)
+    };
+    let mut text = argv.join(" ");
+    for path in inputs {
+        let meta = match ctx.source.metadata(path) {
+            Ok(meta) => meta,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                let _ = write!(text, "\n{path} absent");
+                continue;
+            }
+            Err(error) => {
+                tracing::debug!(path, %error, "package input unreadable: no cache");
+                return None;
+            }
+        };
+        let _ = write!(text, "\n{path} {}", stamp(&meta));
+        if meta.is_dir {
+            let entries = ctx.source.list_dir(path).ok()?;
+            for entry in entries {
+                let _ = write!(text, "\n{path}/{} {}", entry.name, stamp(&entry.metadata));
+            }
+        }
+    }
+    let digest = ring::digest::digest(&ring::digest::SHA256, text.as_bytes());
+    Some(digest.as_ref().iter().fold(String::new(), |mut hex, b| {
+        let _ = write!(hex, "{b:02x}");
+        hex
+    }))
 }
 
 /// Runs a slow package tool with the probe's remaining time minus [`RESERVE`], so that a tool that
@@ -382,5 +517,191 @@ Error: Cache-only enabled but no cache for 'rhel-9-for-x86_64-baseos-rpms'
             (s.pending_updates, s.pending_security_updates),
             (Some(3), Some(2))
         );
+    }
+
+    /// A Debian tree whose package inputs have the given dpkg status size and whose apt answers
+    /// `apt_stdout`, captured at `at`, with the cache in `cache`. Times and sizes come from
+    /// files.json, so that only what a test changes changes.
+    fn debian_tree(
+        root: &std::path::Path,
+        cache: &std::path::Path,
+        at: &str,
+        status_len: u64,
+        apt_stdout: &str,
+    ) -> ProbeContext {
+        let write = |path: &str, text: &str| {
+            let p = root.join(path);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, text).unwrap();
+        };
+        write(".callhome/capture.json", &format!(r#"{{"captured_at": "{at}"}}"#));
+        write(
+            ".callhome/files.json",
+            &format!(
+                r#"{{
+  "/var/lib/dpkg/status": {{"len": {status_len}, "is_dir": false, "modified": "2026-11-18T06:00:00Z"}},
+  "/var/lib/apt/lists": {{"len": 4096, "is_dir": true, "modified": "2026-11-19T06:00:00Z"}},
+  "/var/lib/apt/lists/deb.debian.org_debian_dists_bookworm_main_binary-amd64_Packages": {{"len": 9000, "is_dir": false, "modified": "2026-11-19T06:00:00Z"}}
+}}"#
+            ),
+        );
+        write("etc/os-release", "ID=debian\nVERSION_ID=\"12\"\n");
+        write("var/lib/dpkg/status", "Package: libc6\n");
+        write(
+            "var/lib/apt/lists/deb.debian.org_debian_dists_bookworm_main_binary-amd64_Packages",
+            "Package: libc6\n",
+        );
+        let key = crate::source::command_key(APT_UPGRADABLE);
+        write(&format!(".callhome/commands/{key}/stdout"), apt_stdout);
+        ProbeContext {
+            source: std::sync::Arc::new(crate::source::Tree::open(root).unwrap()),
+            cache_dir: Some(cache.to_path_buf()),
+            ..testing::context("rpm-healthy")
+        }
+    }
+
+    fn updates(ctx: &ProbeContext) -> UpdatesSection {
+        let Section::Updates(s) = testing::section(probe, ctx) else {
+            panic!()
+        };
+        s
+    }
+
+    const APT_ONE: &str =
+        "Listing...\nlibc6/stable-security 2.36-9+deb12u4 amd64 [upgradable from: 2.36-9+deb12u3]\n";
+
+    #[test]
+    fn pending_updates_are_cached_until_the_package_inputs_change() {
+        let (tree, cache) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let at = "2026-11-20T09:00:00Z";
+        let first = updates(&debian_tree(tree.path(), cache.path(), at, 100, APT_JAMMY));
+        assert_eq!(
+            (first.pending_updates, first.pending_security_updates),
+            (Some(3), Some(2))
+        );
+        assert_eq!(
+            first.pending_computed_at,
+            Some(datetime!(2026-11-20 09:00:00 UTC))
+        );
+        assert!(!first.pending_from_cache);
+
+        // apt would now say otherwise, but nothing it reads has changed: it is not asked.
+        let ctx = debian_tree(tree.path(), cache.path(), "2026-11-20T10:00:00Z", 100, APT_ONE);
+        let hit = updates(&ctx);
+        assert!(hit.pending_from_cache);
+        assert_eq!(
+            (hit.pending_updates, hit.pending_security_updates),
+            (Some(3), Some(2))
+        );
+        assert_eq!(hit.pending_computed_at, first.pending_computed_at);
+        // The reboot figures are read live, whatever the cache holds.
+        assert_eq!(hit.reboot_required, Some(false));
+
+        // A package installed: the database changed, apt is asked again and the cache follows.
+        let ctx = debian_tree(tree.path(), cache.path(), "2026-11-20T11:00:00Z", 180, APT_ONE);
+        let changed = updates(&ctx);
+        assert!(!changed.pending_from_cache);
+        assert_eq!(
+            (changed.pending_updates, changed.pending_security_updates),
+            (Some(1), Some(1))
+        );
+        assert_eq!(
+            changed.pending_computed_at,
+            Some(datetime!(2026-11-20 11:00:00 UTC))
+        );
+        assert!(updates(&ctx).pending_from_cache);
+    }
+
+    #[test]
+    fn a_cached_answer_older_than_the_maximum_age_is_computed_again() {
+        let (tree, cache) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        updates(&debian_tree(
+            tree.path(),
+            cache.path(),
+            "2026-11-20T09:00:00Z",
+            100,
+            APT_JAMMY,
+        ));
+        let day_later = debian_tree(tree.path(), cache.path(), "2026-11-21T08:59:00Z", 100, APT_ONE);
+        assert!(updates(&day_later).pending_from_cache);
+        let expired = debian_tree(tree.path(), cache.path(), "2026-11-21T09:01:00Z", 100, APT_ONE);
+        let s = updates(&expired);
+        assert!(!s.pending_from_cache);
+        assert_eq!(s.pending_updates, Some(1));
+
+        // A maximum age of 0 turns the cache off: apt is asked every time.
+        let config = crate::config::Config::from_toml("[updates]\nmax_cache_age_secs = 0\n").unwrap();
+        let off = ProbeContext {
+            config: std::sync::Arc::new(config),
+            ..debian_tree(tree.path(), cache.path(), "2026-11-21T09:02:00Z", 100, APT_JAMMY)
+        };
+        let s = updates(&off);
+        assert!(!s.pending_from_cache);
+        assert_eq!(s.pending_updates, Some(3));
+    }
+
+    #[test]
+    fn a_corrupt_cache_file_is_ignored_and_rewritten() {
+        let (tree, cache) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        std::fs::write(cache.path().join("updates.json"), "{\"format\": 1, \"fing").unwrap();
+        let ctx = debian_tree(tree.path(), cache.path(), "2026-11-20T09:00:00Z", 100, APT_JAMMY);
+        let s = updates(&ctx);
+        assert!(!s.pending_from_cache);
+        assert_eq!(s.pending_updates, Some(3));
+        assert!(updates(&ctx).pending_from_cache);
+    }
+
+    #[test]
+    fn without_an_answer_nothing_is_cached() {
+        let (tree, cache) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let ctx = debian_tree(tree.path(), cache.path(), "2026-11-20T09:00:00Z", 100, APT_JAMMY);
+        let key = crate::source::command_key(APT_UPGRADABLE);
+        std::fs::write(
+            tree.path().join(format!(".callhome/commands/{key}/status")),
+            "100",
+        )
+        .unwrap();
+        let s = updates(&ctx);
+        assert_eq!((s.pending_updates, s.pending_computed_at), (None, None));
+        assert!(!cache.path().join("updates.json").exists());
+    }
+
+    #[test]
+    fn the_fingerprint_follows_the_package_inputs() {
+        let (tree, cache) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let at = "2026-11-20T09:00:00Z";
+        let fp = |ctx: &ProbeContext, family| fingerprint(ctx, family).unwrap();
+        let ctx = debian_tree(tree.path(), cache.path(), at, 100, APT_JAMMY);
+        let base = fp(&ctx, Family::Dpkg);
+        assert_eq!(base.len(), 64);
+        assert_eq!(
+            fp(
+                &debian_tree(tree.path(), cache.path(), at, 100, APT_ONE),
+                Family::Dpkg
+            ),
+            base
+        );
+        assert_ne!(fp(&ctx, Family::Rpm), base);
+        // A new package list (an added repository, an `apt update`).
+        let lists = tree.path().join("var/lib/apt/lists");
+        std::fs::write(
+            lists.join("deb.debian.org_debian_dists_bookworm-updates_InRelease"),
+            "x",
+        )
+        .unwrap();
+        let ctx = debian_tree(tree.path(), cache.path(), at, 100, APT_JAMMY);
+        let with_list = fp(&ctx, Family::Dpkg);
+        assert_ne!(with_list, base);
+        // A new pin in a configuration directory.
+        std::fs::create_dir_all(tree.path().join("etc/apt/preferences.d")).unwrap();
+        std::fs::write(tree.path().join("etc/apt/preferences.d/pin"), "Package: *\n").unwrap();
+        assert_ne!(fp(&ctx, Family::Dpkg), with_list);
+    }
+
+    #[test]
+    fn fixtures_never_use_the_cache() {
+        let s = updates(&testing::context("deb-healthy"));
+        assert!(!s.pending_from_cache);
+        assert_eq!(s.pending_computed_at, Some(testing::context("deb-healthy").now()));
     }
 }

@@ -107,6 +107,10 @@ impl HostSource for Live {
     fn is_live(&self) -> bool {
         true
     }
+
+    fn may_use_cache(&self) -> bool {
+        true
+    }
 }
 
 fn metadata_of(meta: &std::fs::Metadata) -> Metadata {

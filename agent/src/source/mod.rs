@@ -52,6 +52,12 @@ pub trait HostSource: Send + Sync + std::fmt::Debug {
     fn is_live(&self) -> bool {
         false
     }
+    /// Whether a probe may answer from a result it cached in the agent's state directory instead of
+    /// asking the host again. Only the live host: a tree answers from its files alone, and a
+    /// [`Recorder`] (which keeps this default) must see every read to write a faithful tree.
+    fn may_use_cache(&self) -> bool {
+        false
+    }
 }
 
 impl<T: HostSource + ?Sized> HostSource for std::sync::Arc<T> {
@@ -81,6 +87,9 @@ impl<T: HostSource + ?Sized> HostSource for std::sync::Arc<T> {
     }
     fn is_live(&self) -> bool {
         (**self).is_live()
+    }
+    fn may_use_cache(&self) -> bool {
+        (**self).may_use_cache()
     }
 }
 

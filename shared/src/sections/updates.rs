@@ -29,4 +29,12 @@ pub struct UpdatesSection {
     pub pending_updates: Option<u64>,
     /// Of those, packages whose update comes from a security repository or advisory.
     pub pending_security_updates: Option<u64>,
+    /// When the package tool computed the two pending figures (`None`: it gave none). On a live
+    /// host they are kept in the agent's state directory and reused while the package database and
+    /// repository metadata are unchanged, up to a maximum age.
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub pending_computed_at: Option<OffsetDateTime>,
+    /// The pending figures come from that cache, not from a run of the package tool in this snapshot.
+    #[serde(default)]
+    pub pending_from_cache: bool,
 }
