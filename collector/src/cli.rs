@@ -75,6 +75,9 @@ pub enum Command {
     /// Risk scores and their history.
     #[command(subcommand)]
     Score(risk_cmd::ScoreCommand),
+    /// Planned changes (change windows) of an org's environments.
+    #[command(subcommand)]
+    Change(risk_cmd::ChangeCommand),
     /// Capacity: session headroom at the observed peak, per environment.
     #[command(subcommand)]
     Capacity(risk_cmd::CapacityCommand),
@@ -300,6 +303,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Suppress(cmd) => risk_cmd::suppress(&open(&cli)?, cmd, now),
         Command::Queue(cmd) => risk_cmd::queue(&open(&cli)?, cmd, now),
         Command::Score(cmd) => risk_cmd::score(&open(&cli)?, cmd, now),
+        Command::Change(cmd) => risk_cmd::change(&open(&cli)?, cmd, now),
         Command::Capacity(cmd) => risk_cmd::capacity(&open(&cli)?, &load_config(&cli)?, cmd, now),
         Command::Jobs(risk_cmd::JobsCommand::Run) => risk_cmd::jobs(&open(&cli)?, &load_config(&cli)?, now),
         Command::Rules(cmd) => Ok(crate::rules_cmd::run(cmd)?),

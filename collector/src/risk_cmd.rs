@@ -115,6 +115,39 @@ pub enum ScoreCommand {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum ChangeCommand {
+    /// Record a planned change (e.g. a VDA upgrade) for an environment. Findings first seen inside
+    /// it are change-related; Priority Plus alerts for them wait until it ends.
+    Add {
+        org: String,
+        env: String,
+        /// Start, RFC 3339 (e.g. 2026-12-05T20:00:00Z).
+        #[arg(long, value_parser = parse_time)]
+        start: OffsetDateTime,
+        /// End, RFC 3339.
+        #[arg(long, value_parser = parse_time)]
+        end: OffsetDateTime,
+        #[arg(long)]
+        description: String,
+        #[arg(long)]
+        author: String,
+    },
+    /// List an org's change windows, newest first.
+    List {
+        org: String,
+        #[command(flatten)]
+        output: Output,
+    },
+    /// Cancel a change window.
+    Cancel { id: i64 },
+}
+
+fn parse_time(s: &str) -> Result<OffsetDateTime, String> {
+    OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+        .map_err(|e| format!("`{s}` is not an RFC 3339 time (like 2026-12-05T20:00:00Z): {e}"))
+}
+
+#[derive(Debug, Subcommand)]
 pub enum CapacityCommand {
     /// Session load against CPU and memory headroom at the observed peak, per host and environment.
     Show {
@@ -421,6 +454,82 @@ pub fn capacity(
                 ]
             }),
         );
+    }
+    Ok(())
+}
+
+pub fn change(store: &Store, cmd: &ChangeCommand, now: OffsetDateTime) -> Result<(), CliError> {
+    match cmd {
+        ChangeCommand::Add {
+            org,
+            env,
+            start,
+            end,
+            description,
+            author,
+        } => {
+            let w = store.add_change_window(
+                &crate::store::NewChangeWindow {
+                    org: org.clone(),
+                    environment: env.clone(),
+                    starts_at: *start,
+                    ends_at: *end,
+                    description: description.clone(),
+                    author: author.clone(),
+                },
+                now,
+            )?;
+            eprintln!(
+                "change window {} for {}/{} from {} to {}",
+                w.id,
+                w.org,
+                w.environment,
+                short_ts(&w.starts_at),
+                short_ts(&w.ends_at)
+            );
+        }
+        ChangeCommand::List { org, output } => {
+            let rows = store.list_change_windows(org)?;
+            if output.json {
+                return print_json(&rows);
+            }
+            print_table(
+                &[
+                    "ID",
+                    "ENVIRONMENT",
+                    "START",
+                    "END",
+                    "STATE",
+                    "FINDINGS",
+                    "AUTHOR",
+                    "DESCRIPTION",
+                ],
+                rows.iter().map(|w| {
+                    vec![
+                        w.id.to_string(),
+                        w.environment.clone(),
+                        short_ts(&w.starts_at),
+                        short_ts(&w.ends_at),
+                        if w.cancelled_at.is_some() {
+                            "cancelled"
+                        } else {
+                            "planned"
+                        }
+                        .to_owned(),
+                        w.findings.to_string(),
+                        w.author.clone(),
+                        w.description.clone(),
+                    ]
+                }),
+            );
+        }
+        ChangeCommand::Cancel { id } => {
+            if store.cancel_change_window(*id, now)? {
+                eprintln!("cancelled change window {id}");
+            } else {
+                eprintln!("change window {id} was already cancelled");
+            }
+        }
     }
     Ok(())
 }

@@ -253,6 +253,23 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX sign_in_failures_ip ON sign_in_failures(ip, at);
     CREATE INDEX sign_in_failures_at ON sign_in_failures(at);
     "#,
+    // 4: planned changes: change windows per environment. Findings first seen inside one are
+    // change-related; Priority Plus alerts for them wait for the window's end.
+    r#"
+    CREATE TABLE change_windows (
+        id           INTEGER PRIMARY KEY,
+        org_id       TEXT NOT NULL REFERENCES orgs(id),
+        env_id       INTEGER NOT NULL REFERENCES environments(id),
+        starts_at    TEXT NOT NULL,
+        ends_at      TEXT NOT NULL,
+        description  TEXT NOT NULL,
+        author       TEXT NOT NULL,
+        created_at   TEXT NOT NULL,
+        cancelled_at TEXT,
+        CHECK (ends_at > starts_at)
+    ) STRICT;
+    CREATE INDEX change_windows_env ON change_windows(env_id, starts_at);
+    "#,
 ];
 
 /// The schema version this binary writes.

@@ -263,6 +263,17 @@ pub struct NewSuppression {
     pub expires_at: OffsetDateTime,
 }
 
+/// A planned change to record.
+#[derive(Debug, Clone)]
+pub struct NewChangeWindow {
+    pub org: String,
+    pub environment: String,
+    pub starts_at: OffsetDateTime,
+    pub ends_at: OffsetDateTime,
+    pub description: String,
+    pub author: String,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct HostScore {
     pub host_id: String,
@@ -676,6 +687,82 @@ impl Store {
             open_findings: risk::severity_counts(&conn, org)?,
             environments,
         })
+    }
+
+    /// Records a planned change (a change window) for an environment.
+    pub fn add_change_window(
+        &self,
+        new: &NewChangeWindow,
+        now: OffsetDateTime,
+    ) -> Result<risk::ChangeWindow, StoreError> {
+        if new.description.trim().is_empty() || new.author.trim().is_empty() {
+            return Err(StoreError::Invalid(
+                "a change window needs a description and an author".to_owned(),
+            ));
+        }
+        if new.ends_at <= new.starts_at {
+            return Err(StoreError::Invalid(
+                "a change window must end after it starts".to_owned(),
+            ));
+        }
+        if new.ends_at - new.starts_at > time::Duration::days(14) {
+            return Err(StoreError::Invalid(
+                "a change window is at most 14 days: record a long project as several windows".to_owned(),
+            ));
+        }
+        let conn = self.lock();
+        let env_id = require_environment(&conn, &new.org, &new.environment)?;
+        conn.execute(
+            "INSERT INTO change_windows (org_id, env_id, starts_at, ends_at, description, author, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![
+                new.org,
+                env_id,
+                ts(new.starts_at),
+                ts(new.ends_at),
+                new.description,
+                new.author,
+                ts(now)
+            ],
+        )?;
+        let id = conn.last_insert_rowid();
+        risk::list_change_windows(&conn, &new.org)?
+            .into_iter()
+            .find(|w| w.id == id)
+            .ok_or_else(|| StoreError::NotFound(format!("change window {id} vanished")))
+    }
+
+    pub fn list_change_windows(&self, org: &str) -> Result<Vec<risk::ChangeWindow>, StoreError> {
+        let conn = self.lock();
+        require_org(&conn, org)?;
+        risk::list_change_windows(&conn, org)
+    }
+
+    /// Cancels a change window: its findings are no longer change-related, and alerts it held go
+    /// out at their next attempt.
+    pub fn cancel_change_window(&self, id: i64, now: OffsetDateTime) -> Result<bool, StoreError> {
+        let mut conn = self.lock();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let exists: bool = tx.query_row(
+            "SELECT EXISTS(SELECT 1 FROM change_windows WHERE id = ?1)",
+            [id],
+            |r| r.get(0),
+        )?;
+        if !exists {
+            return Err(StoreError::NotFound(format!("no change window {id}")));
+        }
+        let changed = tx.execute(
+            "UPDATE change_windows SET cancelled_at = ?2 WHERE id = ?1 AND cancelled_at IS NULL",
+            params![id, ts(now)],
+        )?;
+        tx.execute(
+            "UPDATE webhook_outbox SET next_attempt_at = ?2
+             WHERE delivered_at IS NULL AND gave_up_at IS NULL AND next_attempt_at > ?2
+               AND json_extract(body, '$.change_window.id') = ?1",
+            params![id, ts(now)],
+        )?;
+        tx.commit()?;
+        Ok(changed == 1)
     }
 
     /// The capacity assessment of each environment of an org (or of one).

@@ -250,6 +250,15 @@ struct WebhookEvent {
     detected_at: String,
     response_deadline: String,
     restoration_deadline: Option<String>,
+    /// The planned change the finding appeared in, when it did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    change_window: Option<ChangeRef>,
+}
+
+#[derive(Debug, Serialize)]
+struct ChangeRef {
+    id: i64,
+    description: String,
 }
 
 fn enqueue_webhook(conn: &Connection, queue_id: i64, now: OffsetDateTime) -> Result<(), StoreError> {
@@ -279,15 +288,36 @@ fn enqueue_webhook(conn: &Connection, queue_id: i64, now: OffsetDateTime) -> Res
                 detected_at: r.get(11)?,
                 response_deadline: r.get(12)?,
                 restoration_deadline: r.get(13)?,
+                change_window: None,
             })
         },
     )?;
+    // A finding first seen inside a planned change is expected noise until the change is over:
+    // its alert waits for the window's end, and is dropped if the entry closed by then.
+    let window: Option<(i64, String, String)> = conn
+        .prepare_cached(
+            "SELECT w.id, w.description, w.ends_at FROM queue q JOIN findings f ON f.id = q.finding_id
+             JOIN change_windows w ON w.env_id = f.env_id AND w.cancelled_at IS NULL
+                  AND f.first_seen >= w.starts_at AND f.first_seen < w.ends_at
+             WHERE q.id = ?1 ORDER BY w.ends_at DESC LIMIT 1",
+        )?
+        .query_row([queue_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .optional()?;
+    let now_ts = ts(now);
+    let mut event = event;
+    let due = match window {
+        Some((id, description, ends_at)) => {
+            event.change_window = Some(ChangeRef { id, description });
+            ends_at.max(now_ts.clone())
+        }
+        None => now_ts.clone(),
+    };
     let body = serde_json::to_string(&event).map_err(|e| StoreError::Task(e.to_string()))?;
     conn.prepare_cached(
         "INSERT INTO webhook_outbox (queue_id, event, body, created_at, next_attempt_at)
-         VALUES (?1, ?2, ?3, ?4, ?4)",
+         VALUES (?1, ?2, ?3, ?4, ?5)",
     )?
-    .execute(params![queue_id, event.event, body, ts(now)])?;
+    .execute(params![queue_id, event.event, body, now_ts, due])?;
     Ok(())
 }
 
@@ -436,6 +466,8 @@ pub struct FindingRow {
     pub last_seen: String,
     pub resolved_at: Option<String>,
     pub suppressed: bool,
+    /// The planned change it was first seen in, if any: change-related.
+    pub change_window: Option<i64>,
 }
 
 /// Which findings to list.
@@ -474,7 +506,9 @@ pub fn list_findings(
                 EXISTS(SELECT 1 FROM suppressions s
                    WHERE s.org_id = f.org_id AND s.rule_id = f.rule_id AND s.ended_at IS NULL AND s.expires_at > ?2
                      AND (s.env_id IS NULL OR s.env_id = f.env_id)
-                     AND (s.host_id IS NULL OR s.host_id = f.host_id))
+                     AND (s.host_id IS NULL OR s.host_id = f.host_id)),
+                (SELECT w.id FROM change_windows w WHERE w.env_id = f.env_id AND w.cancelled_at IS NULL
+                   AND f.first_seen >= w.starts_at AND f.first_seen < w.ends_at ORDER BY w.starts_at LIMIT 1)
          FROM findings f JOIN environments e ON e.id = f.env_id
          LEFT JOIN hosts h ON h.host_id = f.host_id
          WHERE f.org_id = ?1 AND {state}
@@ -510,6 +544,7 @@ pub fn list_findings(
                 last_seen: r.get(13)?,
                 resolved_at: r.get(14)?,
                 suppressed: r.get(15)?,
+                change_window: r.get(16)?,
             })
         },
     )?;
@@ -699,30 +734,49 @@ pub fn claim_webhook(
     lease: time::Duration,
 ) -> Result<Option<OutboxItem>, StoreError> {
     let now_ts = ts(now);
-    let item: Option<OutboxItem> = conn
-        .query_row(
-            "SELECT id, event, body, attempts, created_at FROM webhook_outbox
-             WHERE delivered_at IS NULL AND gave_up_at IS NULL AND next_attempt_at <= ?1
-             ORDER BY next_attempt_at, id LIMIT 1",
-            [&now_ts],
-            |r| {
-                Ok(OutboxItem {
-                    id: r.get(0)?,
-                    event: r.get(1)?,
-                    body: r.get(2)?,
-                    attempts: r.get(3)?,
-                    created_at: r.get(4)?,
-                })
-            },
-        )
-        .optional()?;
-    if let Some(item) = &item {
+    loop {
+        let item: Option<(OutboxItem, Option<String>)> = conn
+            .query_row(
+                "SELECT o.id, o.event, o.body, o.attempts, o.created_at, q.close_reason
+                 FROM webhook_outbox o JOIN queue q ON q.id = o.queue_id
+                 WHERE o.delivered_at IS NULL AND o.gave_up_at IS NULL AND o.next_attempt_at <= ?1
+                 ORDER BY o.next_attempt_at, o.id LIMIT 1",
+                [&now_ts],
+                |r| {
+                    Ok((
+                        OutboxItem {
+                            id: r.get(0)?,
+                            event: r.get(1)?,
+                            body: r.get(2)?,
+                            attempts: r.get(3)?,
+                            created_at: r.get(4)?,
+                        },
+                        r.get(5)?,
+                    ))
+                },
+            )
+            .optional()?;
+        let Some((item, closed)) = item else {
+            return Ok(None);
+        };
+        if let Some(reason) = closed {
+            // Alert for an entry that is no longer open (resolved during a planned change, say).
+            conn.execute(
+                "UPDATE webhook_outbox SET gave_up_at = ?2, last_error = ?3 WHERE id = ?1",
+                params![
+                    item.id,
+                    now_ts,
+                    format!("not sent: the queue entry closed ({reason}) first")
+                ],
+            )?;
+            continue;
+        }
         conn.execute(
             "UPDATE webhook_outbox SET next_attempt_at = ?2 WHERE id = ?1",
             params![item.id, ts(now + lease)],
         )?;
+        return Ok(Some(item));
     }
-    Ok(item)
 }
 
 /// What became of one delivery attempt.
@@ -755,4 +809,47 @@ pub fn record_webhook_attempt(
         )?,
     };
     Ok(())
+}
+
+// ---- planned changes ----
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ChangeWindow {
+    pub id: i64,
+    pub org: String,
+    pub environment: String,
+    pub starts_at: String,
+    pub ends_at: String,
+    pub description: String,
+    pub author: String,
+    pub created_at: String,
+    pub cancelled_at: Option<String>,
+    /// Open findings first seen inside the window.
+    pub findings: i64,
+}
+
+pub fn list_change_windows(conn: &Connection, org: &str) -> Result<Vec<ChangeWindow>, StoreError> {
+    let mut stmt = conn.prepare(
+        "SELECT w.id, w.org_id, e.name, w.starts_at, w.ends_at, w.description, w.author, w.created_at,
+                w.cancelled_at,
+                (SELECT COUNT(*) FROM findings f WHERE f.env_id = w.env_id AND f.resolved_at IS NULL
+                   AND f.first_seen >= w.starts_at AND f.first_seen < w.ends_at)
+         FROM change_windows w JOIN environments e ON e.id = w.env_id
+         WHERE w.org_id = ?1 ORDER BY w.starts_at DESC, w.id DESC",
+    )?;
+    let rows = stmt.query_map([org], |r| {
+        Ok(ChangeWindow {
+            id: r.get(0)?,
+            org: r.get(1)?,
+            environment: r.get(2)?,
+            starts_at: r.get(3)?,
+            ends_at: r.get(4)?,
+            description: r.get(5)?,
+            author: r.get(6)?,
+            created_at: r.get(7)?,
+            cancelled_at: r.get(8)?,
+            findings: r.get(9)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
 }

@@ -475,3 +475,86 @@ async fn capacity_is_assessed_from_the_stored_trend_points() {
             .is_err()
     );
 }
+
+#[tokio::test]
+async fn alerts_for_findings_of_a_planned_change_wait_for_its_end() {
+    let org = org_with(&[Tier::PriorityPlus]).await;
+    let crit = finding(critical_rule(), "");
+    let start = T0 - TimeDuration::hours(1);
+    let end = T0 + TimeDuration::hours(2);
+    let window = org
+        .store
+        .add_change_window(
+            &NewChangeWindow {
+                org: "ORG-1".to_owned(),
+                environment: "prod".to_owned(),
+                starts_at: start,
+                ends_at: end,
+                description: "VDA upgrade to 2411".to_owned(),
+                author: "tam@example.com".to_owned(),
+            },
+            T0,
+        )
+        .unwrap();
+
+    // Seen during the change: queued at once (the deadline still runs), alert held until the end.
+    let now = T0 + TimeDuration::minutes(1);
+    org.send(T0, vec![crit.clone()], now).await;
+    let open = org.open(now);
+    assert_eq!(open[0].change_window, Some(window.id), "change-related");
+    assert_eq!(org.store.list_queue(None, false, now).unwrap().len(), 1);
+    let lease = TimeDuration::seconds(15);
+    assert!(
+        org.store.claim_webhook(now, lease).await.unwrap().is_none(),
+        "held"
+    );
+    let after = end + TimeDuration::seconds(1);
+    let item = org
+        .store
+        .claim_webhook(after, lease)
+        .await
+        .unwrap()
+        .expect("due at the end");
+    let body: serde_json::Value = serde_json::from_str(&item.body).unwrap();
+    assert_eq!(body["change_window"]["description"], "VDA upgrade to 2411");
+    assert_eq!(org.store.list_change_windows("ORG-1").unwrap()[0].findings, 1);
+
+    // Another one appears and is fixed before the change ends: its alert is never sent.
+    let other = finding(critical_rule(), "other");
+    org.send(
+        T0 + TimeDuration::minutes(10),
+        vec![crit.clone(), other.clone()],
+        now,
+    )
+    .await;
+    org.send(T0 + TimeDuration::minutes(20), vec![crit.clone()], now)
+        .await;
+    assert!(org.store.claim_webhook(after, lease).await.unwrap().is_none());
+    let last_error: String = org
+        .store
+        .lock()
+        .query_row(
+            "SELECT last_error FROM webhook_outbox WHERE gave_up_at IS NOT NULL",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(last_error.contains("resolved"), "{last_error}");
+
+    // Cancelled: its findings are no longer change-related.
+    assert!(org.store.cancel_change_window(window.id, now).unwrap());
+    assert!(!org.store.cancel_change_window(window.id, now).unwrap());
+    assert_eq!(org.open(now)[0].change_window, None);
+    let bad = org.store.add_change_window(
+        &NewChangeWindow {
+            org: "ORG-1".to_owned(),
+            environment: "prod".to_owned(),
+            starts_at: end,
+            ends_at: start,
+            description: "x".to_owned(),
+            author: "y".to_owned(),
+        },
+        now,
+    );
+    assert!(bad.unwrap_err().is_usage());
+}
