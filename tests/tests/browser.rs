@@ -305,9 +305,12 @@ impl Drop for Console<'_> {
 
 #[test]
 fn a_tam_signs_in_through_the_real_form_in_headless_chromium() {
-    let seeded = seed();
+    // The browser first: a machine without Chromium fails at once, saying how to install it.
     let started = Instant::now();
     let mut browser = Browser::start().unwrap_or_else(|e| panic!("{e}"));
+    eprintln!("chromedriver and Chromium ready in {:?}", started.elapsed());
+    let seeded = seed();
+    let started = Instant::now();
     let shots = screenshot_dir();
     std::fs::create_dir_all(&shots).unwrap();
     for old in std::fs::read_dir(&shots).unwrap() {
