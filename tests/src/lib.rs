@@ -17,6 +17,8 @@ use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 use tempfile::TempDir;
 
+pub mod webdriver;
+
 /// Path of one of the workspace's binaries.
 pub fn bin(name: &str) -> PathBuf {
     let dir = match std::env::var_os("CALLHOME_BIN_DIR") {
@@ -142,6 +144,21 @@ impl Collector {
         let mut cmd = self.command();
         cmd.args(args);
         run_ok(cmd)
+    }
+
+    /// An admin command with `stdin` piped in (a password); panics with its output when it fails.
+    pub fn admin_with_stdin(&self, args: &[&str], stdin: &str) -> String {
+        use std::io::Write;
+        let mut cmd = self.command();
+        cmd.args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
+        child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", describe(&cmd, &out));
+        String::from_utf8(out.stdout).unwrap()
     }
 
     /// An admin command whose failure the test wants to look at.
@@ -1108,4 +1125,72 @@ impl Drop for ConnectProxy {
             let _ = t.join();
         }
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Fixture hosts: trees under `tests/fixtures/hosts/` read by `collect --root`.
+// ---------------------------------------------------------------------------------------------
+
+/// `systemctl show ctxvda.service ...` as the fixture trees name its recorded output.
+pub const CTXVDA_SHOW: &str = "systemctl+show+ctxvda.service+--property%3DLoadState%2CActiveState%2CSubState%2CResult%2CUnitFileState%2CNRestarts%2CActiveEnterTimestampMonotonic%2CStateChangeTimestampMonotonic";
+
+/// A fixture host tree by name.
+pub fn fixture_host(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures/hosts")
+        .join(name)
+}
+
+/// Copies a tree, symlinks as symlinks.
+pub fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        let kind = entry.file_type().unwrap();
+        if kind.is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else if kind.is_symlink() {
+            std::os::unix::fs::symlink(std::fs::read_link(entry.path()).unwrap(), &target).unwrap();
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+/// The healthy RPM-family VDA (`rpm-healthy`) copied to `dir/name`, captured at `captured_at`, with
+/// `ctxvda` failed when `vda_down` (rule SVC-VDA-001, critical).
+pub fn rpm_host(dir: &Path, name: &str, captured_at: &str, vda_down: bool) -> PathBuf {
+    let root = dir.join(name);
+    copy_tree(&fixture_host("rpm-healthy"), &root);
+    let capture = root.join(".callhome/capture.json");
+    let mut meta: serde_json::Value = serde_json::from_slice(&std::fs::read(&capture).unwrap()).unwrap();
+    meta["captured_at"] = captured_at.into();
+    std::fs::write(&capture, serde_json::to_vec(&meta).unwrap()).unwrap();
+    if vda_down {
+        let stdout = root.join(".callhome/commands").join(CTXVDA_SHOW).join("stdout");
+        std::fs::write(
+            stdout,
+            "Result=exit-code\nNRestarts=0\nLoadState=loaded\nActiveState=failed\nSubState=failed\n\
+             UnitFileState=enabled\nStateChangeTimestampMonotonic=41123456\nActiveEnterTimestampMonotonic=0\n",
+        )
+        .unwrap();
+    }
+    root
+}
+
+/// What `send` does, for a host read from a tree (`send` itself reads only the live host): the
+/// snapshot exactly as `collect --root` prints it, posted with the agent's credential; the
+/// snapshot as sent.
+pub fn send_tree(agent: &Agent, collector: &Collector, root: &Path) -> serde_json::Value {
+    let snapshot = agent.run_ok(&["collect", "--root", root.to_str().unwrap()]);
+    let reply = post(
+        collector,
+        callhome_shared::api::SNAPSHOTS_PATH,
+        Some(&agent.credential()),
+        None,
+        snapshot.clone().into_bytes(),
+    );
+    assert_eq!(reply.status, 201, "{reply:?}");
+    serde_json::from_str(&snapshot).unwrap()
 }
