@@ -120,8 +120,14 @@ fn a_wrong_pin_refuses_the_collector_and_sends_nothing() {
     let out = agent.run(&["send"]);
     let shown = describe(&agent.command(&["send"]), &out);
     assert_eq!(out.status.code(), Some(EX_TEMPFAIL), "{shown}");
-    assert!(String::from_utf8_lossy(&out.stdout).starts_with("spooled "), "{shown}");
-    assert!(String::from_utf8_lossy(&out.stderr).contains(&expected), "{shown}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).starts_with("spooled "),
+        "{shown}"
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(&expected),
+        "{shown}"
+    );
     assert_eq!(agent.spool_files().len(), 1, "{shown}");
     assert_eq!(requests_to(&collector, "/v1/snapshots"), 0);
     assert!(collector.stored_ids().is_empty());
