@@ -79,7 +79,8 @@ pub enum Command {
         #[arg(long, value_name = "TOKEN")]
         token: String,
         /// PEM file of the CA that signed the collector's certificate; only it is trusted, and it
-        /// is kept for `send`. Default: `collector.ca_file`, else the system's roots.
+        /// is kept for `send`. Default: `collector.ca_file`, else the system's roots (none with
+        /// `--pin`: the pinned key is then the trust anchor).
         #[arg(long, value_name = "FILE")]
         ca: Option<PathBuf>,
         /// Pin the collector's public key: `sha256//BASE64` as `callhome-collector tls pin` prints it

@@ -57,9 +57,11 @@ pub enum TlsError {
 /// `callhome-collector tls ...`.
 #[derive(Debug, clap::Subcommand)]
 pub enum TlsCommand {
-    /// Print the public key pin of the certificate in use (`sha256//BASE64`), alone on stdout: what
-    /// an agent takes as `enroll --pin` or `collector.pin_sha256`. Reads the configured certificate,
-    /// or the one generated in DATA_DIR/tls; makes none.
+    /// Print the public key pin of the certificate in use, alone on stdout.
+    ///
+    /// The pin (`sha256//BASE64`) is what an agent takes as `enroll --pin` or
+    /// `collector.pin_sha256`. Reads the configured certificate, or the one generated in
+    /// DATA_DIR/tls; makes none.
     Pin,
 }
 
