@@ -79,9 +79,16 @@ pub enum Command {
         #[arg(long, value_name = "TOKEN")]
         token: String,
         /// PEM file of the CA that signed the collector's certificate; only it is trusted, and it
-        /// is kept for `send`. Default: `collector.ca_file`, else the system's roots.
+        /// is kept for `send`. Default: `collector.ca_file`, else the system's roots (none with
+        /// `--pin`: the pinned key is then the trust anchor).
         #[arg(long, value_name = "FILE")]
         ca: Option<PathBuf>,
+        /// Pin the collector's public key: `sha256//BASE64` as `callhome-collector tls pin` prints it
+        /// (or 64 hex digits); repeat it to allow several keys. Without `--ca`, the pinned key is the
+        /// only trust anchor (chain, name and dates are not checked, as for an SSH host key); with
+        /// it, both must pass. Kept for `send` and `run`. Default: `collector.pin_sha256`.
+        #[arg(long = "pin", value_name = "PIN")]
+        pins: Vec<crate::pin::Pin>,
     },
     /// Collect once, spool the snapshot, and deliver the spool (oldest first, one try each).
     ///
@@ -184,9 +191,12 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 fail_on,
             } => check(&loaded, &source, json, min_severity, fail_on).await,
             Command::Capture { out } => capture(&loaded, source, &out).await,
-            Command::Enroll { collector, token, ca } => {
-                enroll(&loaded, collector.as_deref(), &token, ca.as_deref()).await
-            }
+            Command::Enroll {
+                collector,
+                token,
+                ca,
+                pins,
+            } => enroll(&loaded, collector.as_deref(), &token, ca.as_deref(), pins).await,
             Command::Send => send(&loaded, &source).await,
             Command::Run => crate::daemon::run(&Arc::new(loaded.config.clone()), &source).await,
             Command::Spool { json } => spool(&loaded, json),
@@ -244,6 +254,7 @@ async fn enroll(
     collector: Option<&str>,
     token: &str,
     ca: Option<&Path>,
+    pins: Vec<crate::pin::Pin>,
 ) -> anyhow::Result<()> {
     let config = &loaded.config;
     let url = collector.or(config.collector_url()).ok_or_else(|| {
@@ -253,7 +264,18 @@ async fn enroll(
         ))
     })?;
     let ca = ca.or(config.collector_ca_file());
-    let client = Collector::with_proxy(url, ca, config.collector_timeout(), config.collector_proxy())?;
+    let pins = if pins.is_empty() {
+        config.collector_pins()?
+    } else {
+        pins
+    };
+    let client = Collector::with_proxy(
+        url,
+        ca,
+        &pins,
+        config.collector_timeout(),
+        config.collector_proxy(),
+    )?;
     // Read before enrolling: a CA file that vanishes in between must not leave a credential that
     // `send` cannot use.
     let ca_pem = ca
@@ -273,7 +295,7 @@ async fn enroll(
         role: config.role,
         agent_version: crate::AGENT_VERSION.to_string(),
     };
-    tracing::info!(collector = client.base_url(), %host_id, "enrolling");
+    tracing::info!(collector = client.base_url(), %host_id, pins = pins.len(), "enrolling");
     let response = client.enroll(&request).await.context("enrollment failed")?;
     if response.host_id != host_id {
         tracing::warn!(sent = %host_id, assigned = %response.host_id, "collector assigned another host id");
@@ -281,6 +303,9 @@ async fn enroll(
     state
         .save_collector_ca(ca_pem.as_deref())
         .context("cannot keep a copy of the collector's CA")?;
+    state
+        .save_collector_pins(&pins)
+        .context("cannot keep the collector's public key pins")?;
     let enrollment = Enrollment {
         credential: response.credential,
         host_id: response.host_id,

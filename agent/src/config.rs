@@ -13,6 +13,12 @@
 //! timeout_secs = 30
 //! # proxy = "http://proxy.example.com:3128" # HTTPS proxy (CONNECT); default: HTTPS_PROXY/ALL_PROXY
 //!                                         # from the environment, with NO_PROXY honoured
+//! # pin_sha256 = ["sha256//BASE64="]      # SHA-256 pins of the collector's public key (SPKI), as
+//!                                         # `callhome-collector tls pin` prints them (64 hex digits
+//!                                         # also accepted). Alone, a pin is the trust anchor: chain,
+//!                                         # name and dates are not checked, as for an SSH host key.
+//!                                         # With ca_file, both must pass. List two for a rotation.
+//!                                         # Default: the pins given to `enroll --pin`, if any.
 //!
 //! [schedule]                        # for `run`
 //! cron = "0 * * * *"                # crontab(5) line in UTC (or @hourly, @daily, ...)
@@ -241,6 +247,9 @@ pub struct CollectorConfig {
     pub timeout_secs: Spanned<u64>,
     /// HTTPS proxy URL (`http://` or `https://`, credentials allowed); `None`: the environment's.
     pub proxy: Option<Spanned<String>>,
+    /// Pins of the collector's public key (`sha256//BASE64` or hex); empty: no pinning from the
+    /// config (the pins saved at enrollment apply, if any).
+    pub pin_sha256: Vec<Spanned<String>>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -280,6 +289,7 @@ impl Default for CollectorConfig {
             ca_file: None,
             timeout_secs: Spanned::new(0..0, defaults::COLLECTOR_TIMEOUT_SECS),
             proxy: None,
+            pin_sha256: Vec::new(),
         }
     }
 }
@@ -435,6 +445,15 @@ impl Config {
                 line: line(self.collector.timeout_secs.span()),
                 message: "must be at least 1".into(),
             });
+        }
+        for pin in &self.collector.pin_sha256 {
+            if let Err(e) = crate::pin::Pin::parse(pin.get_ref()) {
+                problems.push(Problem {
+                    key: crate::pin::CONFIG_KEY.into(),
+                    line: line(pin.span()),
+                    message: e.to_string(),
+                });
+            }
         }
         for (name, settings) in &self.probes {
             if !probes.iter().any(|p| p.name == name.get_ref()) {
@@ -642,6 +661,19 @@ impl Config {
 
     pub fn collector_ca_file(&self) -> Option<&Path> {
         self.collector.ca_file.as_ref().map(|c| c.get_ref().as_path())
+    }
+
+    /// The collector's public-key pins from the config; a bad one is an error (`validate` reports it
+    /// with its line first).
+    pub fn collector_pins(&self) -> Result<Vec<crate::pin::Pin>, ConfigError> {
+        self.collector
+            .pin_sha256
+            .iter()
+            .map(|p| {
+                crate::pin::Pin::parse(p.get_ref())
+                    .map_err(|e| ConfigError::Missing(format!("{}: {e}", crate::pin::CONFIG_KEY)))
+            })
+            .collect()
     }
 
     pub fn collector_timeout(&self) -> Duration {
@@ -1011,6 +1043,37 @@ max_elapsed_secs = 0
             .unwrap_err()
             .to_string();
         assert!(err.contains("corn") && err.contains("line 2"), "{err}");
+    }
+
+    #[test]
+    fn collector_pins_parse_and_bad_ones_are_named_with_their_lines() {
+        let pin = crate::pin::Pin::of_spki(b"collector key");
+        let text =
+            format!("[collector]\npin_sha256 = [\n  \"{pin}\",\n  \"sha256//short\",\n  \"not-a-pin\",\n]\n");
+        let c = parse(&text);
+        let problems = c.problems(&text, PROBES);
+        let got: Vec<(&str, Option<usize>)> = problems.iter().map(|p| (p.key.as_str(), p.line)).collect();
+        assert_eq!(
+            got,
+            [
+                ("collector.pin_sha256", Some(4)),
+                ("collector.pin_sha256", Some(5))
+            ],
+            "{problems:?}"
+        );
+        assert!(problems[0].message.contains("sha256//short"), "{problems:?}");
+        assert!(c.collector_pins().is_err());
+
+        let text = format!("[collector]\npin_sha256 = [\"{pin}\"]\n");
+        let c = parse(&text);
+        assert!(c.problems(&text, PROBES).is_empty());
+        assert_eq!(c.collector_pins().unwrap(), vec![pin]);
+        assert!(parse("").collector_pins().unwrap().is_empty());
+        // A single string instead of a list is a type error with its line.
+        let err = Config::from_toml(&format!("[collector]\npin_sha256 = \"{pin}\"\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("pin_sha256") || err.contains("line 2"), "{err}");
     }
 
     #[test]

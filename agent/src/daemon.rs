@@ -134,6 +134,7 @@ pub struct Courier {
 struct ClientKey {
     url: String,
     ca: Option<PathBuf>,
+    pins: Vec<crate::pin::Pin>,
 }
 
 impl Courier {
@@ -208,13 +209,19 @@ impl Courier {
             .collector_ca_file()
             .map(Path::to_path_buf)
             .or_else(|| self.state.collector_ca());
-        let key = ClientKey { url, ca };
+        // As for the CA: the config's pins win over those saved at enrollment.
+        let mut pins = self.config.collector_pins().map_err(|e| e.to_string())?;
+        if pins.is_empty() {
+            pins = self.state.collector_pins().map_err(|e| e.to_string())?;
+        }
+        let key = ClientKey { url, ca, pins };
         let client = match &self.client {
             Some((k, c)) if *k == key => c.clone(),
             _ => {
                 let client = Collector::with_proxy(
                     &key.url,
                     key.ca.as_deref(),
+                    &key.pins,
                     self.config.collector_timeout(),
                     self.config.collector_proxy(),
                 )

@@ -5,6 +5,10 @@
 //! only it), else the system's roots. Redirects are not followed: the collector URL is configured, and
 //! a redirect would be a misconfiguration to report, not to follow with a credential.
 //!
+//! With public-key pins (`collector.pin_sha256`, `enroll --pin`), the verifier is
+//! [`crate::pin::PinnedVerifier`]: the pinned key is the trust anchor, or, with a CA file, an addition
+//! to it. A key that no pin names fails the TLS handshake, before any HTTP request is written.
+//!
 //! Every outcome maps to one [`DeliverError`] variant, and each variant to a sysexits exit code, so
 //! that scripts can tell "try later" from "fix the config", and to a [`Disposition`], which tells the
 //! spool what to do with the snapshot: retry after a backoff ([`Backoff`], full jitter) or after the
@@ -33,6 +37,7 @@ use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 
 use crate::exit;
+use crate::pin::{Pin, PinMismatch, PinnedVerifier};
 
 /// zstd level for snapshot bodies: the library's default, a good ratio at little CPU.
 const ZSTD_LEVEL: i32 = 3;
@@ -55,6 +60,12 @@ pub enum DeliverError {
         detail: String,
         ca_file: Option<PathBuf>,
     },
+    /// The collector's public key is not one of the pins: the handshake was abandoned, nothing sent.
+    #[error(
+        "{0}: nothing was sent. If the collector's key changed on purpose, add its new pin \
+         (`callhome-collector tls pin` prints it) to collector.pin_sha256, or enroll again with `--pin`"
+    )]
+    PinMismatch(PinMismatch),
     /// No answer: connection refused or reset, DNS, TLS handshake other than trust.
     #[error("cannot reach the collector at {url}: {detail}")]
     Connect { url: String, detail: String },
@@ -86,7 +97,9 @@ impl DeliverError {
     /// The sysexits code a command ends with on this error.
     pub fn exit_code(&self) -> u8 {
         match self {
-            DeliverError::Setup(_) | DeliverError::Untrusted { .. } => exit::CONFIG,
+            DeliverError::Setup(_) | DeliverError::Untrusted { .. } | DeliverError::PinMismatch(_) => {
+                exit::CONFIG
+            }
             DeliverError::Connect { .. } | DeliverError::Timeout { .. } => exit::TEMPFAIL,
             DeliverError::Rejected { status, .. } => exit_code_for_status(*status),
             DeliverError::Protocol(_) => exit::PROTOCOL,
@@ -119,7 +132,8 @@ impl DeliverError {
                 403 => Disposition::Forbidden,
                 _ => Disposition::Retry { after: *retry_after },
             },
-            // Unreachable, untrusted (an operator may fix the CA while we wait), a protocol
+            // Unreachable, untrusted or unpinned (an operator may fix the CA or the pins while we
+            // wait; `send` tries once, `run` backs off up to `retry.max_elapsed_secs`), a protocol
             // surprise (a proxy's error page): all may pass, none is the snapshot's fault.
             _ => Disposition::Retry { after: None },
         }
@@ -235,9 +249,9 @@ pub fn read_ca_file(path: &Path) -> Result<Vec<CertificateDer<'static>>, Deliver
     Ok(certs)
 }
 
-/// The rustls client config: ring, TLS 1.2 and 1.3, and the roots from `ca_file` only, or the
-/// system's roots when there is none.
-pub fn tls_config(ca_file: Option<&Path>) -> Result<rustls::ClientConfig, DeliverError> {
+/// The trust roots: the CA file's only, or the system's. The system's may be missing only when
+/// `required` is false (pins alone, where they serve an `https://` proxy at most).
+fn load_roots(ca_file: Option<&Path>, required: bool) -> Result<rustls::RootCertStore, DeliverError> {
     let mut roots = rustls::RootCertStore::empty();
     match ca_file {
         Some(path) => {
@@ -254,20 +268,64 @@ pub fn tls_config(ca_file: Option<&Path>) -> Result<rustls::ClientConfig, Delive
             }
             let (added, ignored) = roots.add_parsable_certificates(native.certs);
             tracing::debug!(added, ignored, "loaded the system's CA certificates");
-            if roots.is_empty() {
+            if roots.is_empty() && required {
                 return Err(DeliverError::Setup(
-                    "no system CA certificates found: pass `--ca FILE` or set `collector.ca_file`".into(),
+                    "no system CA certificates found: pass `--ca FILE` or set `collector.ca_file`, or pin \
+                     the collector's key (`--pin`, `collector.pin_sha256`)"
+                        .into(),
                 ));
             }
         }
     }
+    Ok(roots)
+}
+
+/// The rustls client config: ring, TLS 1.2 and 1.3. Without pins, the roots from `ca_file` only, or
+/// the system's roots when there is none. With pins, the [`PinnedVerifier`] for `collector`'s host:
+/// pins alone without `ca_file`, pins and the CA's chain with it.
+pub fn tls_config(
+    ca_file: Option<&Path>,
+    pins: &[Pin],
+    collector: &reqwest::Url,
+) -> Result<rustls::ClientConfig, DeliverError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
+    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-        .map_err(|e| DeliverError::Setup(format!("TLS setup: {e}")))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Ok(config)
+        .map_err(|e| DeliverError::Setup(format!("TLS setup: {e}")))?;
+    if pins.is_empty() {
+        let roots = load_roots(ca_file, true)?;
+        return Ok(builder.with_root_certificates(roots).with_no_client_auth());
+    }
+    let roots = load_roots(ca_file, false)?;
+    let roots = if roots.is_empty() {
+        None
+    } else {
+        let verifier =
+            rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+                .build()
+                .map_err(|e| DeliverError::Setup(format!("TLS setup: {e}")))?;
+        Some(verifier)
+    };
+    let verifier = PinnedVerifier::new(
+        collector_server_name(collector)?,
+        pins.to_vec(),
+        roots,
+        ca_file.is_some(),
+        &provider,
+    );
+    Ok(builder
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(verifier))
+        .with_no_client_auth())
+}
+
+/// The collector's host as rustls receives it from the connector: a DNS name or an IP address
+/// (without the brackets of an IPv6 literal).
+fn collector_server_name(url: &reqwest::Url) -> Result<rustls::pki_types::ServerName<'static>, DeliverError> {
+    let host = url.host_str().unwrap_or_default();
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    rustls::pki_types::ServerName::try_from(host.to_string())
+        .map_err(|e| DeliverError::Setup(format!("collector host `{host}`: {e}")))
 }
 
 /// What `send` achieved.
@@ -292,19 +350,21 @@ impl Collector {
     /// `url` is the collector's base URL (`https://` only); `ca_file` replaces the system roots.
     /// Proxies come from the environment (`HTTPS_PROXY`, `NO_PROXY`).
     pub fn new(url: &str, ca_file: Option<&Path>, timeout: Duration) -> Result<Collector, DeliverError> {
-        Collector::with_proxy(url, ca_file, timeout, None)
+        Collector::with_proxy(url, ca_file, &[], timeout, None)
     }
 
-    /// As [`Collector::new`], through `proxy` (config `collector.proxy`) when given, with `NO_PROXY`
+    /// As [`Collector::new`], with the collector's key pinned to `pins` when there are any (see
+    /// [`tls_config`]), and through `proxy` (config `collector.proxy`) when given, with `NO_PROXY`
     /// from the environment still honoured.
     pub fn with_proxy(
         url: &str,
         ca_file: Option<&Path>,
+        pins: &[Pin],
         timeout: Duration,
         proxy: Option<&str>,
     ) -> Result<Collector, DeliverError> {
         let parsed = crate::config::check_collector_url(url).map_err(DeliverError::Setup)?;
-        let tls = tls_config(ca_file)?;
+        let tls = tls_config(ca_file, pins, &parsed)?;
         let mut builder = reqwest::Client::builder();
         if let Some(proxy) = proxy {
             // Messages name the key, never the URL: it may hold the proxy's password.
@@ -438,6 +498,9 @@ impl Collector {
 
     fn transport_error(&self, url: &str, error: &reqwest::Error) -> DeliverError {
         if let Some(tls) = find_rustls_error(error) {
+            if let Some(mismatch) = crate::pin::mismatch_in(tls) {
+                return DeliverError::PinMismatch(mismatch.clone());
+            }
             return match tls {
                 rustls::Error::InvalidCertificate(cert) => DeliverError::Untrusted {
                     detail: describe_certificate_error(cert),
@@ -798,6 +861,142 @@ mod tests {
         let text = err.to_string();
         assert!(text.contains("certificate was not trusted"), "{text}");
         assert!(text.contains("--ca") && text.contains("ca_file"), "{text}");
+    }
+
+    /// A loopback HTTPS server with a self-signed certificate that counts the TLS connections it
+    /// accepts and the HTTP requests it reads, and answers every request 201.
+    struct CountingServer {
+        url: String,
+        pin: Pin,
+        connections: Arc<std::sync::atomic::AtomicUsize>,
+        requests: Arc<std::sync::atomic::AtomicUsize>,
+    }
+
+    impl CountingServer {
+        fn start() -> CountingServer {
+            use std::io::{Read, Write};
+            use std::sync::atomic::Ordering;
+            let key = rcgen::KeyPair::generate().unwrap();
+            let cert = rcgen::CertificateParams::new(vec!["localhost".to_string()])
+                .unwrap()
+                .self_signed(&key)
+                .unwrap();
+            let pin = Pin::of_certificate(cert.der()).unwrap();
+            let key_der = rustls::pki_types::PrivatePkcs8KeyDer::from(key.serialize_der());
+            let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+                rustls::crypto::ring::default_provider(),
+            ))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![cert.der().clone()], key_der.into())
+            .unwrap();
+            let config = Arc::new(config);
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let url = format!("https://{}", listener.local_addr().unwrap());
+            let connections = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+            let requests = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+            let (c, r) = (connections.clone(), requests.clone());
+            std::thread::spawn(move || {
+                for tcp in listener.incoming() {
+                    let Ok(tcp) = tcp else { return };
+                    c.fetch_add(1, Ordering::SeqCst);
+                    let conn = rustls::ServerConnection::new(config.clone()).unwrap();
+                    let mut tls = rustls::StreamOwned::new(conn, tcp);
+                    let mut seen = Vec::new();
+                    let mut buf = [0u8; 4096];
+                    // Headers, then as many body bytes as Content-Length says.
+                    let complete = loop {
+                        match tls.read(&mut buf) {
+                            Ok(0) | Err(_) => break false,
+                            Ok(n) => seen.extend_from_slice(&buf[..n]),
+                        }
+                        let text = String::from_utf8_lossy(&seen).to_ascii_lowercase();
+                        if let Some(end) = text.find("\r\n\r\n") {
+                            let length = text
+                                .lines()
+                                .find_map(|l| l.strip_prefix("content-length:"))
+                                .and_then(|v| v.trim().parse::<usize>().ok())
+                                .unwrap_or(0);
+                            if seen.len() >= end + 4 + length {
+                                break true;
+                            }
+                        }
+                    };
+                    if complete {
+                        r.fetch_add(1, Ordering::SeqCst);
+                        let _ = tls.write_all(
+                            b"HTTP/1.1 201 Created\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+                        );
+                        tls.conn.send_close_notify();
+                        let _ = tls.flush();
+                    }
+                }
+            });
+            CountingServer {
+                url,
+                pin,
+                connections,
+                requests,
+            }
+        }
+
+        fn counts(&self) -> (usize, usize) {
+            use std::sync::atomic::Ordering;
+            (
+                self.connections.load(Ordering::SeqCst),
+                self.requests.load(Ordering::SeqCst),
+            )
+        }
+    }
+
+    #[test]
+    fn a_wrong_pin_fails_the_handshake_and_nothing_is_sent() {
+        let server = CountingServer::start();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let id = uuid::Uuid::now_v7();
+        let client = |pins: &[Pin]| {
+            Collector::with_proxy(&server.url, None, pins, Duration::from_secs(5), None).unwrap()
+        };
+
+        // The right pin alone is enough for a self-signed certificate whose name is not the host.
+        let right = client(&[Pin::of_spki(b"old key"), server.pin]);
+        let sent = rt
+            .block_on(right.send_body(id, vec![1, 2, 3], "chcred_x"))
+            .unwrap();
+        assert_eq!(sent, Delivered::Stored(id));
+        assert_eq!(server.counts(), (1, 1));
+
+        let wrong = client(&[Pin::of_spki(b"old key")]);
+        let err = rt
+            .block_on(wrong.send_body(id, vec![1, 2, 3], "chcred_x"))
+            .unwrap_err();
+        assert!(matches!(err, DeliverError::PinMismatch(_)), "{err:?}");
+        let text = err.to_string();
+        assert!(
+            text.contains(&format!(
+                "collector public key {} is not one of the pinned keys (collector.pin_sha256)",
+                server.pin
+            )),
+            "{text}"
+        );
+        assert_eq!(err.exit_code(), exit::CONFIG);
+        assert_eq!(err.disposition(), Disposition::Retry { after: None });
+        // Enrollment is refused the same way: the token never leaves either.
+        let request = EnrollRequest {
+            token: "chet_secret".into(),
+            host_id: uuid::Uuid::new_v4(),
+            hostname: "vda01".into(),
+            role: callhome_shared::HostRole::Vda,
+            agent_version: "test".into(),
+        };
+        let err = rt.block_on(wrong.enroll(&request)).unwrap_err();
+        assert!(matches!(err, DeliverError::PinMismatch(_)), "{err:?}");
+        // Both attempts reached the server's TLS layer; no request got past it.
+        assert_eq!(server.counts(), (3, 1));
     }
 
     #[test]

@@ -18,6 +18,7 @@ pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod deliver;
+pub mod pin;
 pub mod probes;
 pub mod redact;
 pub mod schedule;

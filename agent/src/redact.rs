@@ -16,7 +16,8 @@
 //!   two hosts name the same controller, but nobody without the key can test a guess. There is no
 //!   org-wide key from the collector yet, so `hash` without `key_file` is refused at config
 //!   validation (fail closed) rather than hashing with a key anyone could guess. Make one with
-//!   `head -c 32 /dev/urandom > /etc/callhome/redaction.key` and give every host of the org a copy.
+//!   `(umask 077; head -c 32 /dev/urandom > /etc/callhome/redaction.key)` and give every host of the
+//!   org a copy, mode 0600 (a key others can read, or another user owns, is refused).
 //! - `drop` writes a fixed placeholder (`<hostname>`, `<ip>`, `<user>`, `<domain>`) so that lists keep
 //!   their length (rules count controllers) and required fields stay non-empty.
 //!
@@ -89,8 +90,8 @@ impl RedactionConfig {
                 key: "redaction.key_file".into(),
                 line: None,
                 message: "required when a category is set to \"hash\": hashing needs a secret key \
-                          shared by the org's hosts (e.g. `head -c 32 /dev/urandom > \
-                          /etc/callhome/redaction.key`); without one the agent refuses to run rather \
+                          shared by the org's hosts (e.g. `(umask 077; head -c 32 /dev/urandom > \
+                          /etc/callhome/redaction.key)`); without one the agent refuses to run rather \
                           than hash with a guessable key"
                     .into(),
             }),
@@ -189,7 +190,13 @@ fn read_key(path: &Path) -> Result<Vec<u8>, RedactError> {
         path: path.to_path_buf(),
         message,
     };
-    let mut bytes = std::fs::read(path).map_err(|e| key_error(e.to_string()))?;
+    let mut file = std::fs::File::open(path).map_err(|e| key_error(e.to_string()))?;
+    // A key others can read lets them reverse the hashes of guessable names: refused like the credential.
+    if let Some(exposure) = crate::state::check_private(&file).map_err(|e| key_error(e.to_string()))? {
+        return Err(key_error(format!("{exposure}: {}", exposure.fix(path))));
+    }
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(&mut file, &mut bytes).map_err(|e| key_error(e.to_string()))?;
     while bytes.last().is_some_and(u8::is_ascii_whitespace) {
         bytes.pop();
     }
@@ -641,9 +648,27 @@ mod tests {
     use serde_json::json;
 
     fn key_file(dir: &Path) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt;
         let path = dir.join("redaction.key");
         std::fs::write(&path, "0123456789abcdef0123456789abcdef\n").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
         path
+    }
+
+    #[test]
+    fn a_key_file_others_can_read_is_refused_with_the_fix() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = key_file(dir.path());
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let err = Redactor::new(&config_with_existing_key(dir.path())).unwrap_err();
+        assert!(matches!(err, RedactError::Key { .. }), "{err}");
+        let text = err.to_string();
+        assert!(
+            text.contains(&path.display().to_string()) && text.contains("mode 0644"),
+            "{text}"
+        );
+        assert!(text.contains(&format!("chmod 600 {}", path.display())), "{text}");
     }
 
     fn config(dir: &Path, mode: &str) -> Config {
@@ -700,7 +725,8 @@ mod tests {
     #[test]
     fn short_keys_are_refused() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("redaction.key"), "short\n").unwrap();
+        let path = key_file(dir.path());
+        std::fs::write(&path, "short\n").unwrap();
         let err = Redactor::new(&config_with_existing_key(dir.path())).unwrap_err();
         assert!(err.to_string().contains("at least 16"), "{err}");
     }

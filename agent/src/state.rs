@@ -4,6 +4,12 @@
 //! - `enrollment.json`: the credential and where it is valid (mode 0600; refused when others can read
 //!   it, since the credential is a bearer secret).
 //! - `collector-ca.pem`: a copy of the CA file given at enrollment, so `send` trusts the same roots.
+//! - `collector-pins`: the public-key pins given at enrollment (`enroll --pin`), one per line, so
+//!   `send` and `run` pin the same keys.
+//!
+//! A secret file (the enrollment, the redaction key) is refused when its mode lets group or others
+//! read it, or when another user owns it (that user could swap the credential or the collector URL
+//! in it); root may own it, since root can read and replace it anyway.
 //!
 //! Every file is written atomically (temporary file in the same directory, fsync, rename, fsync of the
 //! directory): a crash leaves the old file or the new one, never half of one.
@@ -17,20 +23,64 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use crate::pin::Pin;
+
 const HOST_ID_FILE: &str = "host_id";
 const ENROLLMENT_FILE: &str = "enrollment.json";
 const COLLECTOR_CA_FILE: &str = "collector-ca.pem";
+const COLLECTOR_PINS_FILE: &str = "collector-pins";
+
+/// Why a secret file is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Exposure {
+    #[error("readable by group or others (mode {mode:04o})")]
+    Mode { mode: u32 },
+    #[error("owned by uid {owner}, not by the agent's user (uid {user})")]
+    Owner { owner: u32, user: u32 },
+}
+
+impl Exposure {
+    /// The command that fixes it.
+    pub fn fix(&self, path: &Path) -> String {
+        match self {
+            Exposure::Mode { .. } => format!("run `chmod 600 {}`", path.display()),
+            Exposure::Owner { user, .. } => format!(
+                "run `chown {user} {p} && chmod 600 {p}`, or run the agent as the file's owner",
+                p = path.display()
+            ),
+        }
+    }
+}
+
+/// Whether a file with this mode and owner may hold a secret of the process running as `user`.
+pub fn exposure(mode: u32, owner: u32, user: u32) -> Option<Exposure> {
+    if owner != user && owner != 0 {
+        return Some(Exposure::Owner { owner, user });
+    }
+    (mode & 0o077 != 0).then_some(Exposure::Mode { mode: mode & 0o7777 })
+}
+
+/// Checks an open secret file: its mode and owner (see [`exposure`]).
+pub fn check_private(file: &File) -> io::Result<Option<Exposure>> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = file.metadata()?;
+    Ok(exposure(
+        meta.mode(),
+        meta.uid(),
+        rustix::process::geteuid().as_raw(),
+    ))
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
     #[error("not enrolled: run `callhome-agent enroll` (no {})", path.display())]
     NotEnrolled { path: PathBuf },
     #[error(
-        "{} is readable by group or others (mode {mode:04o}); it holds the agent credential: run `chmod 600 {}`",
+        "{} is {exposure}; it holds the agent credential: {}",
         path.display(),
-        path.display()
+        exposure.fix(path)
     )]
-    Exposed { path: PathBuf, mode: u32 },
+    Exposed { path: PathBuf, exposure: Exposure },
     #[error("{}: {message}", path.display())]
     Corrupt { path: PathBuf, message: String },
     #[error("{}: {error}", path.display())]
@@ -163,9 +213,8 @@ impl StateDir {
             }
             Err(e) => return Err(io_err(&path)(e)),
         };
-        let mode = file.metadata().map_err(io_err(&path))?.permissions().mode() & 0o777;
-        if mode & 0o077 != 0 {
-            return Err(StateError::Exposed { path, mode });
+        if let Some(exposure) = check_private(&file).map_err(io_err(&path))? {
+            return Err(StateError::Exposed { path, exposure });
         }
         serde_json::from_reader(io::BufReader::new(file)).map_err(|e| StateError::Corrupt {
             path: path.clone(),
@@ -191,6 +240,44 @@ impl StateDir {
     pub fn collector_ca(&self) -> Option<PathBuf> {
         let path = self.collector_ca_path();
         path.is_file().then_some(path)
+    }
+
+    pub fn collector_pins_path(&self) -> PathBuf {
+        self.path.join(COLLECTOR_PINS_FILE)
+    }
+
+    /// Keeps the pins given at enrollment, or removes a stale file when enrollment gave none.
+    pub fn save_collector_pins(&self, pins: &[Pin]) -> Result<(), StateError> {
+        self.ensure_dir()?;
+        let path = self.collector_pins_path();
+        if pins.is_empty() {
+            return match fs::remove_file(&path) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => Err(io_err(&path)(e)),
+                _ => Ok(()),
+            };
+        }
+        let text: String = pins.iter().map(|p| format!("{p}\n")).collect();
+        write_atomic(&path, text.as_bytes(), 0o644)
+    }
+
+    /// The pins saved at enrollment; none when the file is absent.
+    pub fn collector_pins(&self) -> Result<Vec<Pin>, StateError> {
+        let path = self.collector_pins_path();
+        let text = match fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(io_err(&path)(e)),
+        };
+        text.lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .map(|l| {
+                Pin::parse(l).map_err(|e| StateError::Corrupt {
+                    path: path.clone(),
+                    message: format!("{e}; run `callhome-agent enroll --pin ...` again"),
+                })
+            })
+            .collect()
     }
 }
 
@@ -290,10 +377,76 @@ mod tests {
         let path = state.enrollment_path();
         fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
         let err = state.load_enrollment().unwrap_err();
-        assert!(matches!(err, StateError::Exposed { mode: 0o644, .. }));
+        assert!(matches!(
+            err,
+            StateError::Exposed {
+                exposure: Exposure::Mode { mode: 0o644 },
+                ..
+            }
+        ));
+        assert_eq!(err.exit_code(), crate::exit::CONFIG);
         let msg = err.to_string();
         assert!(msg.contains(&path.display().to_string()), "{msg}");
-        assert!(msg.contains("chmod 600"), "{msg}");
+        assert!(msg.contains("mode 0644") && msg.contains("chmod 600"), "{msg}");
+        // Group-readable only is refused too; 0600 and 0400 are fine.
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o640)).unwrap();
+        assert!(matches!(state.load_enrollment(), Err(StateError::Exposed { .. })));
+        for mode in [0o600, 0o400] {
+            fs::set_permissions(&path, fs::Permissions::from_mode(mode)).unwrap();
+            state.load_enrollment().unwrap();
+        }
+    }
+
+    #[test]
+    fn secret_files_must_be_private_and_owned_by_the_agents_user() {
+        assert_eq!(exposure(0o100600, 1000, 1000), None);
+        assert_eq!(exposure(0o100400, 0, 1000), None, "root may own it");
+        assert_eq!(
+            exposure(0o100604, 1000, 1000),
+            Some(Exposure::Mode { mode: 0o604 })
+        );
+        assert_eq!(
+            exposure(0o100600, 1001, 1000),
+            Some(Exposure::Owner {
+                owner: 1001,
+                user: 1000
+            })
+        );
+        let fix = Exposure::Owner {
+            owner: 1001,
+            user: 1000,
+        }
+        .fix(Path::new("/var/lib/callhome/enrollment.json"));
+        assert!(
+            fix.contains("chown 1000 /var/lib/callhome/enrollment.json"),
+            "{fix}"
+        );
+    }
+
+    /// As root, a real file handed to another user is refused with the owner named.
+    #[test]
+    fn enrollment_owned_by_another_user_is_refused() {
+        if rustix::process::geteuid().as_raw() != 0 {
+            eprintln!("skipped: needs root to give a file to another user");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateDir::new(dir.path());
+        state.save_enrollment(&enrollment(Uuid::new_v4())).unwrap();
+        let path = state.enrollment_path();
+        std::os::unix::fs::chown(&path, Some(65534), None).unwrap();
+        let err = state.load_enrollment().unwrap_err();
+        assert!(
+            matches!(
+                err,
+                StateError::Exposed {
+                    exposure: Exposure::Owner { owner: 65534, .. },
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert!(err.to_string().contains("owned by uid 65534"), "{err}");
     }
 
     #[test]
@@ -308,6 +461,23 @@ mod tests {
     fn debug_leaves_the_credential_out() {
         let text = format!("{:?}", enrollment(Uuid::new_v4()));
         assert!(!text.contains("chac_secret"), "{text}");
+    }
+
+    #[test]
+    fn collector_pins_are_saved_read_and_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateDir::new(dir.path());
+        assert_eq!(state.collector_pins().unwrap(), Vec::<Pin>::new());
+        let pins = vec![Pin::of_spki(b"old key"), Pin::of_spki(b"new key")];
+        state.save_collector_pins(&pins).unwrap();
+        assert_eq!(state.collector_pins().unwrap(), pins);
+        let text = fs::read_to_string(state.collector_pins_path()).unwrap();
+        assert!(text.starts_with("sha256//"), "{text}");
+        fs::write(state.collector_pins_path(), "sha256//nope\n").unwrap();
+        let err = state.collector_pins().unwrap_err();
+        assert!(matches!(err, StateError::Corrupt { .. }), "{err}");
+        state.save_collector_pins(&[]).unwrap();
+        assert!(!state.collector_pins_path().exists());
     }
 
     #[test]

@@ -48,6 +48,9 @@ pub enum Command {
     },
     /// Check the config file and exit: 0 when valid, 78 when not.
     Validate,
+    /// The TLS certificate in use.
+    #[command(subcommand)]
+    Tls(crate::tls::TlsCommand),
     /// Customer orgs (ORG-IDs).
     #[command(subcommand)]
     Org(OrgCommand),
@@ -295,6 +298,8 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
             }
             Ok(())
         }
+        Command::Tls(cmd) => crate::tls::command(cmd, &load_config(&cli)?.tls, &cli.data_dir)
+            .map_err(|e| CliError::Failed(e.into())),
         Command::Org(cmd) => org(&open(&cli)?, cmd, now),
         Command::Contract(cmd) => contract(&open(&cli)?, cmd, now),
         Command::Env(cmd) => env(&open(&cli)?, cmd, now),

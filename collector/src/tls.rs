@@ -5,12 +5,19 @@
 //! afterwards. That certificate is an end entity (not a CA) with SANs for `localhost`, the loopback
 //! addresses and the machine's hostname, so that an agent can pass `cert.pem` as its CA file: webpki
 //! accepts a self-signed end-entity certificate as its own trust anchor.
+//!
+//! Agents may pin the collector's public key instead of (or besides) trusting a CA: the pin is the
+//! SHA-256 of the certificate's SubjectPublicKeyInfo as `sha256//BASE64` (curl's `--pinnedpubkey`
+//! form). The collector logs it at start beside the fingerprint, and `callhome-collector tls pin`
+//! prints it alone. It survives a renewal that keeps the key; a new key needs the agents' pins updated
+//! first (they accept a list, so the old and the new key can both be pinned during the change).
 
 use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use base64::Engine as _;
 use rcgen::{CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose, SanType};
 use rustls::ServerConfig;
 use rustls::pki_types::pem::PemObject;
@@ -40,6 +47,33 @@ pub enum TlsError {
     Generate(#[from] rcgen::Error),
     #[error("invalid certificate or key: {0}")]
     Rustls(#[from] rustls::Error),
+    #[error(
+        "no certificate in {dir} yet: start the collector once to generate it, or configure [tls] \
+         cert_file and key_file"
+    )]
+    NotGenerated { dir: PathBuf },
+}
+
+/// `callhome-collector tls ...`.
+#[derive(Debug, clap::Subcommand)]
+pub enum TlsCommand {
+    /// Print the public key pin of the certificate in use, alone on stdout.
+    ///
+    /// The pin (`sha256//BASE64`) is what an agent takes as `enroll --pin` or
+    /// `collector.pin_sha256`. Reads the configured certificate, or the one generated in
+    /// DATA_DIR/tls; makes none.
+    Pin,
+}
+
+/// Runs a `tls` subcommand.
+pub fn command(cmd: &TlsCommand, config: &TlsConfig, data_dir: &Path) -> Result<(), TlsError> {
+    match cmd {
+        TlsCommand::Pin => {
+            let identity = load_existing(config, data_dir)?;
+            println!("{}", identity.public_key_pin()?);
+            Ok(())
+        }
+    }
 }
 
 /// How the certificate in use came to be; logged at start.
@@ -66,6 +100,21 @@ impl TlsIdentity {
         self.chain.first().map(|c| fingerprint(c)).unwrap_or_default()
     }
 
+    /// The pin of the leaf certificate's public key, `sha256//BASE64`. Checked against the private
+    /// key, so the pin printed is the key the server will prove it holds.
+    pub fn public_key_pin(&self) -> Result<String, TlsError> {
+        let provider = rustls::crypto::ring::default_provider();
+        let certified =
+            rustls::sign::CertifiedKey::from_der(self.chain.clone(), self.key.clone_key(), &provider)?;
+        // `from_der` lets a key whose public half is unknown pass; a pin needs it to match.
+        certified.keys_match()?;
+        let spki = certified
+            .key
+            .public_key()
+            .ok_or(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::Unknown))?;
+        Ok(public_key_pin(spki.as_ref()))
+    }
+
     /// One line for the log: where the certificate is, how it came to be, and its fingerprint.
     pub fn describe(&self) -> String {
         let what = match self.origin {
@@ -79,6 +128,15 @@ impl TlsIdentity {
             self.fingerprint()
         )
     }
+}
+
+/// `sha256//` and the base64 SHA-256 of a SubjectPublicKeyInfo (DER).
+pub fn public_key_pin(spki_der: &[u8]) -> String {
+    let digest = ring::digest::digest(&ring::digest::SHA256, spki_der);
+    format!(
+        "sha256//{}",
+        base64::engine::general_purpose::STANDARD.encode(digest.as_ref())
+    )
 }
 
 pub fn fingerprint(der: &[u8]) -> String {
@@ -97,8 +155,19 @@ pub fn default_paths(data_dir: &Path) -> (PathBuf, PathBuf) {
     (dir.join("cert.pem"), dir.join("key.pem"))
 }
 
-/// The configured certificate, or the data directory's self-signed one (made if absent).
+/// The configured certificate, or the data directory's self-signed one (made if absent). Logs the
+/// public key pin agents may pin (the fingerprint is logged by the caller with [`TlsIdentity::describe`]).
 pub fn load_or_generate(config: &TlsConfig, data_dir: &Path) -> Result<TlsIdentity, TlsError> {
+    let identity = load_or_make(config, data_dir)?;
+    match identity.public_key_pin() {
+        Ok(pin) => tracing::info!(cert = %identity.cert_path.display(), "public key pin {pin}"),
+        // The server config refuses the pair too, with the same reason.
+        Err(error) => tracing::warn!(cert = %identity.cert_path.display(), %error, "no public key pin"),
+    }
+    Ok(identity)
+}
+
+fn load_or_make(config: &TlsConfig, data_dir: &Path) -> Result<TlsIdentity, TlsError> {
     if let (Some(cert), Some(key)) = (&config.cert_file, &config.key_file) {
         return load(cert, key, CertOrigin::Configured);
     }
@@ -112,6 +181,28 @@ pub fn load_or_generate(config: &TlsConfig, data_dir: &Path) -> Result<TlsIdenti
             generate(&cert, &key, &local_names())?;
             load(&cert, &key, CertOrigin::Generated)
         }
+        (true, false) => Err(TlsError::HalfPair {
+            found: cert,
+            missing: key,
+        }),
+        (false, true) => Err(TlsError::HalfPair {
+            found: key,
+            missing: cert,
+        }),
+    }
+}
+
+/// The configured certificate, or the data directory's generated one; never makes one.
+pub fn load_existing(config: &TlsConfig, data_dir: &Path) -> Result<TlsIdentity, TlsError> {
+    if let (Some(cert), Some(key)) = (&config.cert_file, &config.key_file) {
+        return load(cert, key, CertOrigin::Configured);
+    }
+    let (cert, key) = default_paths(data_dir);
+    match (cert.exists(), key.exists()) {
+        (true, true) => load(&cert, &key, CertOrigin::Reused),
+        (false, false) => Err(TlsError::NotGenerated {
+            dir: cert.parent().unwrap_or(data_dir).to_owned(),
+        }),
         (true, false) => Err(TlsError::HalfPair {
             found: cert,
             missing: key,
@@ -338,6 +429,44 @@ mod tests {
             let mode = std::fs::metadata(&first.key_path).unwrap().permissions().mode();
             assert_eq!(mode & 0o777, 0o600);
         }
+    }
+
+    #[test]
+    fn public_key_pin_is_the_hash_of_the_certificates_key_and_is_logged() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(matches!(
+            load_existing(&TlsConfig::default(), dir.path()),
+            Err(TlsError::NotGenerated { .. })
+        ));
+        let identity = load_or_generate(&TlsConfig::default(), dir.path()).unwrap();
+        let pin = identity.public_key_pin().unwrap();
+        // Computed independently: rcgen's encoding of the key file's public half.
+        let key = KeyPair::from_pem(&std::fs::read_to_string(&identity.key_path).unwrap()).unwrap();
+        let expected = public_key_pin(&rcgen::PublicKeyData::subject_public_key_info(&key));
+        assert_eq!(pin, expected);
+        assert!(pin.starts_with("sha256//") && pin.len() == 8 + 44, "{pin}");
+        let again = load_existing(&TlsConfig::default(), dir.path()).unwrap();
+        assert_eq!(again.public_key_pin().unwrap(), pin);
+        // Known vector: SHA-256 of nothing.
+        assert_eq!(
+            public_key_pin(b""),
+            "sha256//47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU="
+        );
+    }
+
+    #[test]
+    fn a_key_that_is_not_the_certificates_gives_no_pin() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = (dir.path().join("c.pem"), dir.path().join("k.pem"));
+        let other_key = dir.path().join("k2.pem");
+        generate(&cert, &key, &["collector.example.com".to_owned()]).unwrap();
+        generate(&dir.path().join("c2.pem"), &other_key, &["x".to_owned()]).unwrap();
+        let config = TlsConfig {
+            cert_file: Some(cert),
+            key_file: Some(other_key),
+        };
+        let identity = load_existing(&config, dir.path()).unwrap();
+        assert!(identity.public_key_pin().is_err());
     }
 
     #[test]
