@@ -75,7 +75,12 @@ impl Row {
             environment: e.environment,
             host: e.hostname.or(e.host_id),
             rule: e.rule,
-            subject: e.subject,
+            // Titles often name the subject already ("The VDA service ctxvda.service is failed").
+            subject: if e.title.contains(&e.subject) {
+                String::new()
+            } else {
+                e.subject
+            },
             title: e.title,
             detected: Stamp::new(&e.detected_at),
             deadline: Stamp::new(&e.response_deadline),
