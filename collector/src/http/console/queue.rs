@@ -46,6 +46,8 @@ struct Row {
     remaining: String,
     overdue: bool,
     acknowledged: Option<(String, Stamp)>,
+    /// Acknowledged after the response deadline: answered, but late (no longer "overdue").
+    acknowledged_late: bool,
 }
 
 fn tier_label(tier: &str) -> &'static str {
@@ -64,6 +66,11 @@ impl Row {
             Ok(deadline) => format!("overdue by {}", minutes_text(now - deadline)),
             Err(_) => String::new(),
         };
+        // Stored times are fixed-width UTC text: text order is time order.
+        let acknowledged_late = e
+            .acknowledged_at
+            .as_ref()
+            .is_some_and(|at| *at > e.response_deadline);
         let acknowledged = match (e.acknowledged_by, e.acknowledged_at) {
             (Some(by), Some(at)) => Some((by, Stamp::new(&at))),
             _ => None,
@@ -87,6 +94,7 @@ impl Row {
             remaining,
             overdue: e.overdue,
             acknowledged,
+            acknowledged_late,
         }
     }
 }

@@ -722,6 +722,23 @@ async fn a_tam_sees_only_their_orgs_entries_overdue_first() {
         page.body
     );
 
+    // Acknowledged late: no longer overdue, but the page says it was late.
+    let csrf = hidden(&page.body, "csrf");
+    let a = f
+        .post_form(
+            &format!("/queue/{}/ack", late.id),
+            Some(&tam),
+            form(&[("csrf", &csrf)]),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::SEE_OTHER);
+    let page = f.get("/queue", Some(&tam)).await;
+    let late_row = row(&page.body, late.id);
+    assert!(!late_row.contains("class=\"overdue\""), "{late_row}");
+    assert!(late_row.contains("Acknowledged by tam1"), "{late_row}");
+    assert!(late_row.contains("after the deadline"), "{late_row}");
+    assert!(!row(&page.body, fresh.id).contains("after the deadline"));
+
     // The admin sees every org's entries.
     let admin = f.sign_in("root", ADMIN_PW).await;
     let page = f.get("/queue", Some(&admin)).await;
