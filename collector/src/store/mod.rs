@@ -517,7 +517,7 @@ impl Store {
         if let Some(org) = org {
             require_org(&conn, org)?;
         }
-        risk::list_queue(&conn, org, all, now)
+        risk::list_queue(&conn, org, None, all, now)
     }
 
     /// Records who acknowledged queue entry `id`; `false` when it was acknowledged already.

@@ -23,6 +23,7 @@ use serde::Serialize;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use super::accounts::Visibility;
 use super::{StoreError, conversion_error, ts};
 use crate::entitlement::Tier;
 use crate::score::{self, ScoreItem};
@@ -579,13 +580,20 @@ pub struct QueueEntry {
     pub close_reason: Option<String>,
 }
 
-/// Queue entries, open ones first by deadline. `org`: only that org's; `all`: closed ones too.
+/// Queue entries, open ones first by deadline. `org`: only that org's; `orgs`: only those orgs' (a
+/// console user's visibility, filtered here so another org's entries are never loaded); `all`:
+/// closed ones too.
 pub fn list_queue(
     conn: &Connection,
     org: Option<&str>,
+    orgs: Option<&[String]>,
     all: bool,
     now: OffsetDateTime,
 ) -> Result<Vec<QueueEntry>, StoreError> {
+    let orgs = orgs
+        .map(serde_json::to_string)
+        .transpose()
+        .map_err(|e| StoreError::Invalid(e.to_string()))?;
     let mut stmt = conn.prepare(
         "SELECT q.id, q.finding_id, q.org_id, q.tier, e.name, f.host_id, h.hostname, f.rule_id, f.subject,
                 f.title, q.detected_at, q.response_deadline, q.restoration_deadline, q.acknowledged_at,
@@ -594,10 +602,11 @@ pub fn list_queue(
          JOIN environments e ON e.id = f.env_id
          LEFT JOIN hosts h ON h.host_id = f.host_id
          WHERE (?1 IS NULL OR q.org_id = ?1) AND (?2 OR q.closed_at IS NULL)
+           AND (?3 IS NULL OR q.org_id IN (SELECT value FROM json_each(?3)))
          ORDER BY q.closed_at IS NOT NULL, q.response_deadline, q.id",
     )?;
     let now_ts = ts(now);
-    let rows = stmt.query_map(params![org, all], |r| {
+    let rows = stmt.query_map(params![org, all, orgs], |r| {
         let deadline: String = r.get(11)?;
         let acknowledged_at: Option<String> = r.get(13)?;
         let closed_at: Option<String> = r.get(15)?;
@@ -638,6 +647,91 @@ pub fn acknowledge(conn: &Connection, id: i64, by: &str, now: OffsetDateTime) ->
         params![id, ts(now), by],
     )?;
     Ok(changed == 1)
+}
+
+/// The console's queue: the open entries of the orgs a user may see, and how fresh they are.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueueView {
+    pub entries: Vec<QueueEntry>,
+    /// The newest of: a snapshot received from those orgs' hosts, an entry detected or acknowledged
+    /// (what the page's "data as of" says); `None` when there is nothing yet.
+    pub data_as_of: Option<String>,
+}
+
+/// How a console user's acknowledgement ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Acknowledged {
+    Recorded,
+    /// Someone acknowledged it first: their name and time stay.
+    Already,
+    /// No such entry, or one of an org the user may not see (the same answer for both).
+    NotFound,
+}
+
+/// The org filter of a visibility: `None` for every org.
+fn visible_org_list(visibility: &Visibility) -> Option<Vec<String>> {
+    match visibility {
+        Visibility::All => None,
+        Visibility::Orgs(orgs) => Some(orgs.iter().cloned().collect()),
+    }
+}
+
+impl super::Store {
+    /// The open queue of the orgs `visibility` allows, filtered in SQL.
+    pub async fn visible_queue(
+        &self,
+        visibility: Visibility,
+        now: OffsetDateTime,
+    ) -> Result<QueueView, StoreError> {
+        self.blocking(move |conn| {
+            let orgs = visible_org_list(&visibility);
+            let entries = list_queue(conn, None, orgs.as_deref(), false, now)?;
+            let orgs_json = orgs
+                .as_ref()
+                .map(serde_json::to_string)
+                .transpose()
+                .map_err(|e| StoreError::Invalid(e.to_string()))?;
+            let last_seen: Option<String> = conn.query_row(
+                "SELECT MAX(last_seen) FROM hosts
+                 WHERE ?1 IS NULL OR org_id IN (SELECT value FROM json_each(?1))",
+                [orgs_json],
+                |r| r.get(0),
+            )?;
+            let data_as_of = entries
+                .iter()
+                .flat_map(|e| [Some(&e.detected_at), e.acknowledged_at.as_ref()])
+                .flatten()
+                .chain(last_seen.as_ref())
+                .max()
+                .cloned();
+            Ok(QueueView { entries, data_as_of })
+        })
+        .await
+    }
+
+    /// Acknowledges entry `id` for a console user, only if its org is one `visibility` allows.
+    pub async fn acknowledge_visible(
+        &self,
+        id: i64,
+        visibility: Visibility,
+        by: String,
+        now: OffsetDateTime,
+    ) -> Result<Acknowledged, StoreError> {
+        self.blocking(move |conn| {
+            let org: Option<String> = conn
+                .query_row("SELECT org_id FROM queue WHERE id = ?1", [id], |r| r.get(0))
+                .optional()?;
+            match org {
+                Some(org) if visibility.contains(&org) => Ok(if acknowledge(conn, id, &by, now)? {
+                    Acknowledged::Recorded
+                } else {
+                    Acknowledged::Already
+                }),
+                _ => Ok(Acknowledged::NotFound),
+            }
+        })
+        .await
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -1,11 +1,13 @@
 //! The TAM console's pages: server-rendered HTML (askama templates in `collector/templates/`, checked at
-//! compile time and HTML-escaped by default), no script. For now: sign-in, sign-out and a home page
-//! that says who is signed in; the dashboard pages come next and reuse [`html`] and the layer.
+//! compile time and HTML-escaped by default). Signed-in pages extend `layout.html` (navigation, who is
+//! signed in, sign-out, "data as of": [`layout`]); charts are SVG drawn by the server ([`charts`]).
+//! Pages: sign-in, sign-out, and the critical queue ([`queue`], also the home page).
 //!
 //! Every response from these routes carries the security headers of [`security_headers`]: a CSP
-//! that allows nothing but this origin (no inline script or style: the stylesheet is a file), no
-//! framing, no MIME sniffing, no referrer to other sites, and `Cache-Control: no-store` (pages show
-//! customers' data; a shared machine's cache must not keep them).
+//! that allows nothing but this origin (no inline script or style: the stylesheet and the one script
+//! are files), no framing, no MIME sniffing, no referrer to other sites, and `Cache-Control:
+//! no-store` (pages show customers' data; a shared machine's cache must not keep them). Pages work
+//! without the script: it only makes the queue's countdowns live.
 
 use std::time::Duration;
 
@@ -23,15 +25,18 @@ use http::{HeaderMap, HeaderValue, StatusCode};
 use serde::Deserialize;
 use time::OffsetDateTime;
 
-use super::auth::{
-    self, AuthRejection, CsrfForm, Principal, SESSION_COOKIE, SIGNIN_PATH, Via, cookie, set_cookie,
-};
+use super::auth::{self, AuthRejection, CsrfForm, SESSION_COOKIE, SIGNIN_PATH, Via, cookie, set_cookie};
 use super::{AppError, AppState};
-use crate::store::accounts::{SignIn, Visibility};
+use crate::store::accounts::SignIn;
+
+pub mod charts;
+pub mod layout;
+pub mod queue;
 
 pub const HOME_PATH: &str = "/";
 pub const SIGNOUT_PATH: &str = "/signout";
 pub const STYLESHEET_PATH: &str = "/static/console.css";
+pub const SCRIPT_PATH: &str = "/static/console.js";
 /// Double-submit cookie of the sign-in form (login CSRF), scoped to the form's path.
 const SIGNIN_COOKIE: &str = "callhome_signin";
 const SIGNIN_COOKIE_SECS: i64 = 3600;
@@ -41,14 +46,18 @@ pub const SIGNIN_REFUSED: &str =
 const SIGNIN_EXPIRED: &str = "The sign-in form expired: please sign in again.";
 
 const STYLESHEET: &str = include_str!("console.css");
+const SCRIPT: &str = include_str!("console.js");
 
 /// The console's routes, each answer with the security headers.
 pub fn routes() -> Router<AppState> {
     Router::new()
-        .route(HOME_PATH, get(home))
+        .route(HOME_PATH, get(queue::queue_page))
+        .route(queue::QUEUE_PATH, get(queue::queue_page))
+        .route("/queue/{id}/ack", post(queue::acknowledge))
         .route(SIGNIN_PATH, get(signin_form).post(signin))
         .route(SIGNOUT_PATH, post(signout))
         .route(STYLESHEET_PATH, get(stylesheet))
+        .route(SCRIPT_PATH, get(script))
         .layer(middleware::from_fn(security_headers))
 }
 
@@ -82,12 +91,21 @@ pub fn html(status: StatusCode, page: &impl Template) -> Response {
 }
 
 async fn stylesheet() -> Response {
+    static_file("text/css; charset=utf-8", STYLESHEET)
+}
+
+async fn script() -> Response {
+    static_file("text/javascript; charset=utf-8", SCRIPT)
+}
+
+/// A file built into the binary; `no-cache` revalidates, so a new collector's file is picked up.
+fn static_file(content_type: &'static str, body: &'static str) -> Response {
     (
         [
-            (CONTENT_TYPE, HeaderValue::from_static("text/css; charset=utf-8")),
+            (CONTENT_TYPE, HeaderValue::from_static(content_type)),
             (CACHE_CONTROL, HeaderValue::from_static("no-cache")),
         ],
-        STYLESHEET,
+        body,
     )
         .into_response()
 }
@@ -101,38 +119,9 @@ struct SignInPage<'a> {
     error: Option<&'a str>,
 }
 
-#[derive(Template)]
-#[template(path = "home.html")]
-struct HomePage<'a> {
-    name: &'a str,
-    login: &'a str,
-    role: &'a str,
-    csrf: &'a str,
-    /// `None`: every org (admin).
-    orgs: Option<Vec<&'a str>>,
-}
-
 #[derive(Debug, Deserialize)]
 struct NextQuery {
     next: Option<String>,
-}
-
-/// `GET /`: the (placeholder) home page; anonymous browsers go to the sign-in form.
-async fn home(principal: Principal) -> Response {
-    let orgs = match principal.visibility() {
-        Visibility::All => None,
-        Visibility::Orgs(orgs) => Some(orgs.iter().map(String::as_str).collect()),
-    };
-    html(
-        StatusCode::OK,
-        &HomePage {
-            name: &principal.name,
-            login: &principal.login,
-            role: principal.role.as_str(),
-            csrf: principal.csrf_token().unwrap_or_default(),
-            orgs,
-        },
-    )
 }
 
 /// The sign-in form's token: the browser's current one when it has a well-formed one (several tabs
@@ -281,8 +270,9 @@ async fn signin(State(state): State<AppState>, request: Request) -> Result<Respo
     }
 }
 
+/// A form with no field but its CSRF token.
 #[derive(Debug, Deserialize)]
-struct NoFields {}
+pub struct NoFields {}
 
 /// `POST /signout`: ends the session (CSRF-checked) and clears the cookie.
 async fn signout(

@@ -9,11 +9,16 @@ use tower::ServiceExt;
 
 use super::*;
 use crate::config::{ConsoleConfig, Limits};
+use crate::entitlement::Tier;
 use crate::http::app;
-use crate::http::auth::AuthState;
+use crate::http::auth::{AuthState, Principal};
 use crate::password::Hasher;
-use crate::store::Store;
 use crate::store::accounts::Role;
+use crate::store::{Authentication, Judged, NewSnapshot, Store};
+use callhome_shared::HostRole;
+use callhome_shared::api::EnrollRequest;
+use callhome_shared::rules::{Finding, HOST_RULES, Hit, Severity, TrendPoint};
+use uuid::Uuid;
 
 const ADMIN_PW: &str = "admin password 1";
 const TAM_PW: &str = "tam password 12";
@@ -245,12 +250,24 @@ async fn sign_in_sets_a_strict_session_cookie_and_shows_who_is_signed_in() {
     assert!(a.set_cookie("callhome_signin").unwrap().contains("Max-Age=0"));
     let cookie = format!("{SESSION_COOKIE}={}", cookie_value(&set));
 
+    // Home is the queue, in the signed-in frame: sections, who, sign-out, data as of.
     let home = f.get("/", Some(&cookie)).await;
     assert_eq!(home.status, StatusCode::OK, "{}", home.body);
     assert_security_headers(&home);
-    assert!(home.body.contains("not built yet"), "{}", home.body);
-    assert!(home.body.contains("tam1") && home.body.contains("ORG-1"));
-    assert!(!home.body.contains("ORG-2"));
+    assert!(home.body.contains("<h1>Critical queue</h1>"), "{}", home.body);
+    assert!(home.body.contains("No open critical findings"), "{}", home.body);
+    assert!(
+        home.body
+            .contains("<a href=\"/queue\" aria-current=\"page\">Queue</a>")
+    );
+    assert!(home.body.contains("<a href=\"/customers\">Customers</a>"));
+    assert!(home.body.contains("(tam1, tam)"), "{}", home.body);
+    assert!(home.body.contains("<form method=\"post\" action=\"/signout\""));
+    assert!(
+        home.body.contains("Data as of no data received yet"),
+        "{}",
+        home.body
+    );
     // The display name is escaped, never markup.
     assert!(
         home.body.contains("&#60;b&#62;Tam&#60;/b&#62;") || home.body.contains("&lt;b&gt;Tam"),
@@ -266,7 +283,8 @@ async fn sign_in_sets_a_strict_session_cookie_and_shows_who_is_signed_in() {
 
     let admin = f.sign_in("root", ADMIN_PW).await;
     let home = f.get("/", Some(&admin)).await;
-    assert!(home.body.contains("all (admin)"), "{}", home.body);
+    assert!(home.body.contains("Ada Admin"), "{}", home.body);
+    assert!(home.body.contains("(root, admin)"), "{}", home.body);
 }
 
 #[tokio::test]
@@ -506,4 +524,358 @@ async fn orgs_a_principal_may_not_see_are_not_found() {
     );
     let anon = Request::get("/v1/orgs/ORG-1").body(Body::empty()).unwrap();
     assert_eq!(f.send_to(router(), anon).await.status, StatusCode::UNAUTHORIZED);
+}
+
+// ---- the critical queue ----
+
+/// A critical host rule of the catalog, whatever its content.
+fn critical_finding(subject: &str) -> Finding {
+    let info = HOST_RULES
+        .iter()
+        .map(|r| &r.info)
+        .find(|r| r.severity == Severity::Critical)
+        .expect("the catalog has a critical host rule");
+    let mut hit = Hit::about(subject);
+    for key in info.evidence {
+        hit = hit.with(key, 1);
+    }
+    Finding::new(info, hit)
+}
+
+impl Fixture {
+    /// Gives `org` a Priority Plus contract and an environment `prod`, enrolls `hostname` there, and
+    /// stores a snapshot with one critical finding received at `received`: a queue entry detected
+    /// then, due 10 minutes later. Returns the finding's title.
+    async fn queue_critical(&self, org: &str, hostname: &str, received: OffsetDateTime) -> String {
+        let store = &self.state.store;
+        let now = OffsetDateTime::now_utc();
+        let today = now.date();
+        if store.org_tier(org, today).unwrap().is_none() {
+            store
+                .add_contract(
+                    org,
+                    "support",
+                    Tier::PriorityPlus,
+                    today - time::Duration::days(100),
+                    today + time::Duration::days(600),
+                    now,
+                )
+                .unwrap();
+            store.add_environment(org, "prod", now).unwrap();
+        }
+        let token = store
+            .issue_token(org, "prod", time::Duration::days(1), now)
+            .unwrap();
+        let enrolled = store
+            .enroll(
+                EnrollRequest {
+                    token: token.token.expose().to_owned(),
+                    host_id: Uuid::now_v7(),
+                    hostname: hostname.to_owned(),
+                    role: HostRole::Vda,
+                    agent_version: "0.1.0".to_owned(),
+                },
+                now,
+            )
+            .await
+            .unwrap();
+        let agent = match store
+            .authenticate_agent(enrolled.credential.expose().to_owned(), today)
+            .await
+            .unwrap()
+        {
+            Authentication::Agent(a) => a,
+            other => panic!("{other:?}"),
+        };
+        let finding = critical_finding(&format!("{hostname} <down>"));
+        let title = finding.title.clone();
+        let trend: TrendPoint = serde_json::from_value(serde_json::json!({
+            "at": received.format(&time::format_description::well_known::Rfc3339).unwrap(),
+            "mounts": [],
+        }))
+        .unwrap();
+        let snapshot = NewSnapshot {
+            id: Uuid::now_v7(),
+            schema_version: 1,
+            collected_at: received,
+            body: b"{}".to_vec(),
+            judged: Judged {
+                findings: vec![finding],
+                catalog_version: callhome_shared::rules::CATALOG_VERSION.to_owned(),
+                trend,
+                schedule_interval_secs: Some(3600),
+                vda_version: None,
+                controllers: None,
+                clock_skew_secs: None,
+            },
+        };
+        let inserted = store.insert_snapshot(agent, snapshot, received).await.unwrap();
+        assert!(format!("{inserted:?}").contains("Stored"), "{inserted:?}");
+        title
+    }
+
+    /// ORG-1: vda-late (received 2 hours ago: overdue) and vda-new (just now); ORG-2: vda-other.
+    async fn seed_queue(&self) -> String {
+        let now = OffsetDateTime::now_utc();
+        let title = self
+            .queue_critical("ORG-1", "vda-late", now - time::Duration::hours(2))
+            .await;
+        self.queue_critical("ORG-1", "vda-new", now).await;
+        self.queue_critical("ORG-2", "vda-other", now).await;
+        title
+    }
+
+    fn queue(&self) -> Vec<crate::store::risk::QueueEntry> {
+        self.state
+            .store
+            .list_queue(None, false, OffsetDateTime::now_utc())
+            .unwrap()
+    }
+
+    fn entry(&self, hostname: &str) -> crate::store::risk::QueueEntry {
+        self.queue()
+            .into_iter()
+            .find(|e| e.hostname.as_deref() == Some(hostname))
+            .unwrap_or_else(|| panic!("no entry for {hostname}"))
+    }
+}
+
+/// The `<tr>` of queue entry `id` in a page.
+fn row(body: &str, id: i64) -> &str {
+    let start = body
+        .find(&format!("<tr id=\"q{id}\""))
+        .unwrap_or_else(|| panic!("no row q{id} in {body}"));
+    let end = body[start..].find("</tr>").unwrap() + start;
+    &body[start..end]
+}
+
+#[tokio::test]
+async fn anonymous_queue_is_sent_to_sign_in() {
+    let f = Fixture::new();
+    f.seed_queue().await;
+    let a = f.get("/queue", None).await;
+    assert_eq!(a.status, StatusCode::SEE_OTHER);
+    assert_eq!(a.location(), "/signin?next=%2Fqueue");
+    assert!(!a.body.contains("vda"));
+    let id = f.entry("vda-new").id;
+    let ack = f
+        .post_form(&format!("/queue/{id}/ack"), None, form(&[("csrf", "x")]))
+        .await;
+    assert_eq!(ack.status, StatusCode::SEE_OTHER);
+    assert!(ack.location().starts_with("/signin"));
+    assert!(f.entry("vda-new").acknowledged_at.is_none());
+}
+
+#[tokio::test]
+async fn a_tam_sees_only_their_orgs_entries_overdue_first() {
+    let f = Fixture::new();
+    let title = f.seed_queue().await;
+    let late = f.entry("vda-late");
+    let fresh = f.entry("vda-new");
+    let other = f.entry("vda-other");
+    assert!(late.overdue && !fresh.overdue);
+
+    let tam = f.sign_in("tam1", TAM_PW).await;
+    let page = f.get("/queue", Some(&tam)).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert_security_headers(&page);
+    assert!(page.body.contains("ORG-1") && !page.body.contains("ORG-2"));
+    assert!(!page.body.contains("vda-other") && !page.body.contains(&format!("q{}\"", other.id)));
+    assert!(page.body.contains("2 open"), "{}", page.body);
+    assert!(page.body.contains("1 overdue"), "{}", page.body);
+
+    // Overdue first, marked, with how late it is; then the one still running.
+    let late_at = page.body.find(&format!("<tr id=\"q{}\"", late.id)).unwrap();
+    let fresh_at = page.body.find(&format!("<tr id=\"q{}\"", fresh.id)).unwrap();
+    assert!(late_at < fresh_at);
+    let late_row = row(&page.body, late.id);
+    assert!(late_row.starts_with(&format!("<tr id=\"q{}\" class=\"overdue\">", late.id)));
+    assert!(late_row.contains("Overdue</span>"), "{late_row}");
+    assert!(late_row.contains(">overdue by 1 h 50 min<"), "{late_row}");
+    let fresh_row = row(&page.body, fresh.id);
+    assert!(!fresh_row.contains("overdue"), "{fresh_row}");
+    // The deadline absolute (UTC) and live: 10 minutes after detection, "in 9 min" or so.
+    assert!(
+        fresh_row.contains(&format!("data-deadline=\"{}\"", fresh.response_deadline)),
+        "{fresh_row}"
+    );
+    assert!(fresh_row.contains(" UTC</time>"), "{fresh_row}");
+    assert!(
+        fresh_row.contains(">in 9 min<") || fresh_row.contains(">in 10 min<"),
+        "{fresh_row}"
+    );
+    // Org, tier, environment, host, rule and title (the subject's markup escaped, never raw).
+    for part in ["ORG-1", "Priority Plus", "prod", "vda-new", &fresh.rule, &title] {
+        assert!(fresh_row.contains(part), "{part}: {fresh_row}");
+    }
+    assert!(!page.body.contains("<down>"));
+    assert!(
+        fresh_row.contains("vda-new &#60;down&#62;") || fresh_row.contains("vda-new &lt;down&gt;"),
+        "the subject, escaped: {fresh_row}"
+    );
+    assert!(fresh_row.contains(&format!("action=\"/queue/{}/ack\"", fresh.id)));
+    // Data as of: the newest thing shown, here the fresh detection.
+    assert!(
+        page.body
+            .contains(&format!("Data as of <time datetime=\"{}\">", fresh.detected_at)),
+        "{}",
+        page.body
+    );
+
+    // Acknowledged late: no longer overdue, but the page says it was late.
+    let csrf = hidden(&page.body, "csrf");
+    let a = f
+        .post_form(
+            &format!("/queue/{}/ack", late.id),
+            Some(&tam),
+            form(&[("csrf", &csrf)]),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::SEE_OTHER);
+    let page = f.get("/queue", Some(&tam)).await;
+    let late_row = row(&page.body, late.id);
+    assert!(!late_row.contains("class=\"overdue\""), "{late_row}");
+    assert!(late_row.contains("Acknowledged by tam1"), "{late_row}");
+    assert!(late_row.contains("after the deadline"), "{late_row}");
+    assert!(!row(&page.body, fresh.id).contains("after the deadline"));
+
+    // The admin sees every org's entries.
+    let admin = f.sign_in("root", ADMIN_PW).await;
+    let page = f.get("/queue", Some(&admin)).await;
+    assert!(page.body.contains("vda-other") && page.body.contains("vda-late"));
+    assert!(page.body.contains("3 open"), "{}", page.body);
+
+    // A TAM without orgs is told why the queue is empty.
+    let now = OffsetDateTime::now_utc();
+    let h = Hasher::insecure_for_tests();
+    f.state
+        .store
+        .add_user("tam2", "Tam Two", Role::Tam, &h.hash(TAM_PW).unwrap(), now)
+        .unwrap();
+    let tam2 = f.sign_in("tam2", TAM_PW).await;
+    let page = f.get("/queue", Some(&tam2)).await;
+    assert!(
+        page.body.contains("not assigned to any customer"),
+        "{}",
+        page.body
+    );
+    assert!(!page.body.contains("vda-"));
+}
+
+#[tokio::test]
+async fn acknowledging_needs_csrf_and_records_who_and_when() {
+    let f = Fixture::new();
+    f.seed_queue().await;
+    let id = f.entry("vda-new").id;
+    let tam = f.sign_in("tam1", TAM_PW).await;
+    let csrf = hidden(&f.get("/queue", Some(&tam)).await.body, "csrf");
+    let path = format!("/queue/{id}/ack");
+
+    for body in [String::new(), form(&[("csrf", &"0".repeat(64))])] {
+        let a = f.post_form(&path, Some(&tam), body).await;
+        assert_eq!(a.status, StatusCode::FORBIDDEN);
+        assert_eq!(a.json()["error"], "csrf_failed");
+    }
+    assert!(f.entry("vda-new").acknowledged_at.is_none(), "nothing changed");
+
+    let before = OffsetDateTime::now_utc();
+    let a = f.post_form(&path, Some(&tam), form(&[("csrf", &csrf)])).await;
+    assert_eq!(a.status, StatusCode::SEE_OTHER, "{}", a.body);
+    assert_eq!(a.location(), "/queue");
+    let entry = f.entry("vda-new");
+    assert_eq!(entry.acknowledged_by.as_deref(), Some("tam1"));
+    let at = OffsetDateTime::parse(
+        entry.acknowledged_at.as_deref().unwrap(),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .unwrap();
+    assert!(at >= before - time::Duration::seconds(1) && at <= OffsetDateTime::now_utc());
+
+    // The page shows who and when instead of the button and the countdown.
+    let page = f.get("/queue", Some(&tam)).await;
+    let acked = row(&page.body, id);
+    assert!(acked.contains("Acknowledged by tam1"), "{acked}");
+    assert!(
+        !acked.contains("<button") && !acked.contains("data-deadline"),
+        "{acked}"
+    );
+    assert!(
+        page.body.contains(&format!(
+            "Data as of <time datetime=\"{}\">",
+            entry.acknowledged_at.as_deref().unwrap()
+        )),
+        "the acknowledgement is the newest data shown"
+    );
+
+    // A second acknowledgement keeps the first.
+    let admin = f.sign_in("root", ADMIN_PW).await;
+    let admin_csrf = hidden(&f.get("/queue", Some(&admin)).await.body, "csrf");
+    let again = f
+        .post_form(&path, Some(&admin), form(&[("csrf", &admin_csrf)]))
+        .await;
+    assert_eq!(again.status, StatusCode::SEE_OTHER);
+    assert_eq!(f.entry("vda-new").acknowledged_by.as_deref(), Some("tam1"));
+}
+
+#[tokio::test]
+async fn another_orgs_entry_cannot_be_acknowledged() {
+    let f = Fixture::new();
+    f.seed_queue().await;
+    let other = f.entry("vda-other").id;
+    let tam = f.sign_in("tam1", TAM_PW).await;
+    let csrf = hidden(&f.get("/queue", Some(&tam)).await.body, "csrf");
+    let hidden_entry = f
+        .post_form(
+            &format!("/queue/{other}/ack"),
+            Some(&tam),
+            form(&[("csrf", &csrf)]),
+        )
+        .await;
+    assert_eq!(hidden_entry.status, StatusCode::NOT_FOUND);
+    let missing = f
+        .post_form("/queue/999999/ack", Some(&tam), form(&[("csrf", &csrf)]))
+        .await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        hidden_entry.body, missing.body,
+        "another org's entry looks like none"
+    );
+    assert!(f.entry("vda-other").acknowledged_at.is_none(), "nothing changed");
+    assert!(f.queue().iter().all(|e| e.acknowledged_at.is_none()));
+}
+
+#[tokio::test]
+async fn the_countdown_script_is_a_file_and_pages_have_no_inline_script() {
+    let f = Fixture::new();
+    f.seed_queue().await;
+    let js = f.get(SCRIPT_PATH, None).await;
+    assert_eq!(js.status, StatusCode::OK);
+    assert_eq!(js.headers[CONTENT_TYPE], "text/javascript; charset=utf-8");
+    assert_security_headers(&js);
+    assert!(js.body.contains("data-deadline") && js.body.contains("setInterval"));
+
+    let admin = f.sign_in("root", ADMIN_PW).await;
+    let page = f.get("/queue", Some(&admin)).await;
+    // Exactly one script element: the external file, empty, no inline handlers or styles.
+    let scripts: Vec<&str> = page
+        .body
+        .match_indices("<script")
+        .map(|(i, _)| &page.body[i..])
+        .collect();
+    assert_eq!(scripts.len(), 1, "{}", page.body);
+    assert!(scripts[0].starts_with("<script src=\"/static/console.js\" defer></script>"));
+    for inline in [
+        " onclick=",
+        " onload=",
+        " onsubmit=",
+        " style=",
+        "<style",
+        "javascript:",
+    ] {
+        assert!(!page.body.contains(inline), "{inline}");
+    }
+    assert_eq!(
+        page.headers["content-security-policy"], "default-src 'self'",
+        "the CSP allows no inline script"
+    );
 }
