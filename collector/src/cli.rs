@@ -81,6 +81,8 @@ pub enum Command {
     /// The rule catalog.
     #[command(subcommand)]
     Rules(crate::rules_cmd::RulesCommand),
+    /// Fill a data directory with synthetic customers, hosts and snapshots (demos, tests, benchmarks).
+    Seed(crate::seed_cmd::SeedArgs),
 }
 
 #[derive(Debug, Args)]
@@ -290,6 +292,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Score(cmd) => risk_cmd::score(&open(&cli)?, cmd, now),
         Command::Jobs(risk_cmd::JobsCommand::Run) => risk_cmd::jobs(&open(&cli)?, &load_config(&cli)?, now),
         Command::Rules(cmd) => Ok(crate::rules_cmd::run(cmd)?),
+        Command::Seed(args) => crate::seed_cmd::run(&open(&cli)?, args, now),
         Command::Host(HostCommand::List { org, env, output }) => {
             let hosts = open(&cli)?.list_hosts(org.as_deref(), env.as_deref())?;
             if output.json {

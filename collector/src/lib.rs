@@ -17,6 +17,8 @@
 
 pub mod cli;
 pub mod config;
+pub mod csv_export;
+pub mod diff;
 pub mod entitlement;
 pub mod http;
 pub mod ingest;
@@ -25,6 +27,7 @@ pub mod risk_cmd;
 pub mod rules_cmd;
 pub mod score;
 pub mod secret;
+pub mod seed_cmd;
 pub mod server;
 pub mod store;
 pub mod tls;

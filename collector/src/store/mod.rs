@@ -13,9 +13,11 @@
 //! Times are stored as RFC 3339 UTC text with a fixed width (microseconds), so that text order is
 //! time order; dates as `YYYY-MM-DD`.
 
+pub mod console;
 pub mod jobs;
 pub mod migrations;
 pub mod risk;
+pub mod seed;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
