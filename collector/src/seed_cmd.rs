@@ -596,6 +596,12 @@ fn vary(rng: &mut Rng, s: &mut Snapshot, hostname: &str, release: (&str, &str), 
         system.load_average.five = (load * 90.0).round() / 100.0;
         system.load_average.fifteen = (load * 80.0).round() / 100.0;
     }
+    // The healthy fixtures record an OOM kill of a Citrix process; most real hosts have none.
+    if let Some(mp) = sections.memory_pressure.as_mut() {
+        if rng.chance(0.85) {
+            mp.oom_kills_recent = Some(Vec::new());
+        }
+    }
     if let Some(disks) = sections.disks.as_mut() {
         for m in &mut disks.mounts {
             let free = rng.range(0.2, 0.85);

@@ -1051,3 +1051,7 @@ pub fn hosts_to_csv(rows: &[HostRow]) -> String {
     }
     csv.finish()
 }
+
+#[cfg(test)]
+#[path = "console_tests.rs"]
+mod tests;
