@@ -122,12 +122,12 @@ fn shift_times(v: &mut Value, shift: Duration) {
     match v {
         Value::String(s) => {
             // Cheap pre-check: only strings shaped like `YYYY-MM-DDT...` are tried.
-            if s.len() >= 20 && s.as_bytes().get(10) == Some(&b'T') {
-                if let Ok(t) = OffsetDateTime::parse(s, &Rfc3339) {
-                    if let Ok(shifted) = (t + shift).format(&Rfc3339) {
-                        *s = shifted;
-                    }
-                }
+            if s.len() >= 20
+                && s.as_bytes().get(10) == Some(&b'T')
+                && let Ok(t) = OffsetDateTime::parse(s, &Rfc3339)
+                && let Ok(shifted) = (t + shift).format(&Rfc3339)
+            {
+                *s = shifted;
             }
         }
         Value::Array(items) => items.iter_mut().for_each(|x| shift_times(x, shift)),
@@ -392,6 +392,7 @@ pub fn seed(store: &Store, options: &SeedOptions, now: OffsetDateTime) -> Result
         }
     })?;
     store.seed_silence_webhooks(first_webhook, now)?;
+    acknowledge_old_entries(store, now)?;
     Ok(SeedReport {
         orgs: total.orgs,
         environments: total.environments,
@@ -404,6 +405,18 @@ pub fn seed(store: &Store, options: &SeedOptions, now: OffsetDateTime) -> Result
         jobs_ms,
         history_ms: started.elapsed().as_millis(),
     })
+}
+
+/// A TAM would have answered a critical detected days ago: acknowledge those (through the real
+/// path) so that the seeded queue looks like a working one, with today's entries still open.
+fn acknowledge_old_entries(store: &Store, now: OffsetDateTime) -> Result<(), SeedError> {
+    let cutoff = crate::store::ts(now - Duration::days(1));
+    for entry in store.list_queue(None, false, now)? {
+        if entry.detected_at < cutoff {
+            store.acknowledge(entry.id, "tam@seed.example", now)?;
+        }
+    }
+    Ok(())
 }
 
 fn add(total: &mut SeedCounts, c: SeedCounts) {
@@ -439,7 +452,7 @@ fn make_org(
     for h in 0..hosts as usize {
         // The first environment (production) holds most hosts.
         let e = if h % 3 == 0 { 0 } else { h % env_count };
-        let release = VDA_RELEASES[(e + (*host_no % 11 == 0) as usize) % VDA_RELEASES.len()];
+        let release = VDA_RELEASES[(e + host_no.is_multiple_of(11) as usize) % VDA_RELEASES.len()];
         *host_no += 1;
         environments[e]
             .hosts
@@ -572,13 +585,11 @@ fn vary(rng: &mut Rng, s: &mut Snapshot, hostname: &str, release: (&str, &str), 
             None => release.0.to_owned(),
         };
         vda.release = Some(release.1.to_owned());
-        if !broken {
-            if let Some(sessions) = vda.sessions.as_mut() {
-                sessions.active = rng.below(12) as u32;
-                sessions.disconnected = rng.below(3) as u32;
-                vda.xorg_processes = Some(sessions.active + sessions.disconnected);
-                vda.xorg_without_session = Some(0);
-            }
+        if !broken && let Some(sessions) = vda.sessions.as_mut() {
+            sessions.active = rng.below(12) as u32;
+            sessions.disconnected = rng.below(3) as u32;
+            vda.xorg_processes = Some(sessions.active + sessions.disconnected);
+            vda.xorg_without_session = Some(0);
         }
     }
     if broken {
@@ -597,10 +608,10 @@ fn vary(rng: &mut Rng, s: &mut Snapshot, hostname: &str, release: (&str, &str), 
         system.load_average.fifteen = (load * 80.0).round() / 100.0;
     }
     // The healthy fixtures record an OOM kill of a Citrix process; most real hosts have none.
-    if let Some(mp) = sections.memory_pressure.as_mut() {
-        if rng.chance(0.85) {
-            mp.oom_kills_recent = Some(Vec::new());
-        }
+    if let Some(mp) = sections.memory_pressure.as_mut()
+        && rng.chance(0.85)
+    {
+        mp.oom_kills_recent = Some(Vec::new());
     }
     if let Some(disks) = sections.disks.as_mut() {
         for m in &mut disks.mounts {
@@ -701,6 +712,31 @@ mod tests {
         let few = host_counts(10, 3);
         assert_eq!(few.iter().sum::<u32>(), 3);
         assert!(host_counts(0, 10).is_empty());
+    }
+
+    #[test]
+    fn refuses_a_used_data_directory_unless_forced() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_in(dir.path()).unwrap();
+        let now = OffsetDateTime::now_utc();
+        let mut options = SeedOptions {
+            orgs: 3,
+            hosts: 9,
+            days: 5,
+            seed: 3,
+            force: false,
+        };
+        let first = seed(&store, &options, now).unwrap();
+        assert_eq!((first.orgs, first.hosts, first.snapshots), (3, 9, 18));
+        let err = seed(&store, &options, now).unwrap_err();
+        assert!(matches!(err, SeedError::NotEmpty(3)), "{err}");
+        options.force = true;
+        let again = seed(&store, &options, now).unwrap();
+        assert_eq!(again.orgs, 3);
+        let orgs = store.list_orgs().unwrap();
+        assert_eq!(orgs.len(), 6);
+        assert_eq!(orgs.iter().filter(|o| o.id.starts_with("SEED")).count(), 3);
+        assert_eq!(store.list_hosts(None, None).unwrap().len(), 18);
     }
 
     #[test]
