@@ -201,8 +201,9 @@ const MIGRATIONS: &[&str] = &[
     // 4 (issue 6; the lead orders it after migration 3): indexes for the console's read models, so
     // that the customers and org pages answer from index ranges on 1,000 orgs and 50,000 hosts.
     r#"
-    -- Per org: host count, last contact, hosts per environment and VDA version (covering).
-    CREATE INDEX IF NOT EXISTS hosts_org_rollup ON hosts(org_id, env_id, vda_version, last_seen);
+    -- Per org: last contact (one seek), and hosts per environment and VDA version (covering).
+    CREATE INDEX IF NOT EXISTS hosts_org_seen ON hosts(org_id, last_seen);
+    CREATE INDEX IF NOT EXISTS hosts_org_version ON hosts(org_id, env_id, vda_version);
     -- Open findings per org by severity (open criticals), with what the suppression check needs.
     CREATE INDEX IF NOT EXISTS findings_open_org_severity
         ON findings(org_id, severity, rule_id, env_id, host_id) WHERE resolved_at IS NULL;
