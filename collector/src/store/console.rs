@@ -389,7 +389,9 @@ fn orgs_ranked(
         Some(list) => format!("WHERE o.id IN ({})", placeholders(4, list.len())),
         None => String::new(),
     };
-    // One pass over the orgs; every aggregate is an index seek per org (migration 4).
+    // One pass over the orgs; every aggregate is an index seek per org (migration 4). Stale hosts
+    // are counted as findings: a host has at most one of the two staleness findings open (the
+    // second replaces the first in the same judgement), so no DISTINCT (a temporary B-tree per org).
     let sql = format!(
         "SELECT o.id, o.name, s.score, s.computed_at,
             (SELECT score FROM score_history WHERE scope = 'org' AND scope_id = o.id AND day <= ?1
@@ -402,7 +404,7 @@ fn orgs_ranked(
                    WHERE x.org_id = f.org_id AND x.rule_id = f.rule_id AND x.ended_at IS NULL
                      AND x.expires_at > ?3 AND (x.env_id IS NULL OR x.env_id = f.env_id)
                      AND (x.host_id IS NULL OR x.host_id = f.host_id))),
-            (SELECT COUNT(DISTINCT f.host_id) FROM findings f
+            (SELECT COUNT(*) FROM findings f
              WHERE f.org_id = o.id AND f.rule_id IN ('{s1}', '{s2}') AND f.resolved_at IS NULL),
             (SELECT COUNT(*) FROM hosts h WHERE h.org_id = o.id),
             (SELECT MAX(h.last_seen) FROM hosts h WHERE h.org_id = o.id)
