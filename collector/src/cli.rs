@@ -99,6 +99,8 @@ pub enum Command {
     /// API tokens of console users, for scripts.
     #[command(subcommand)]
     ApiToken(crate::account_cmd::ApiTokenCommand),
+    /// Fill a data directory with synthetic customers, hosts and snapshots (demos, tests, benchmarks).
+    Seed(crate::seed_cmd::SeedArgs),
 }
 
 #[derive(Debug, Args)]
@@ -315,6 +317,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::User(cmd) => crate::account_cmd::user(&open(&cli)?, cmd, now),
         Command::Tam(cmd) => crate::account_cmd::tam(&open(&cli)?, cmd, now),
         Command::ApiToken(cmd) => crate::account_cmd::api_token(&open(&cli)?, cmd, now),
+        Command::Seed(args) => crate::seed_cmd::run(&open(&cli)?, args, now),
         Command::Host(HostCommand::List { org, env, output }) => {
             let hosts = open(&cli)?.list_hosts(org.as_deref(), env.as_deref())?;
             if output.json {

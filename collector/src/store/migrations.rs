@@ -270,6 +270,19 @@ const MIGRATIONS: &[&str] = &[
     ) STRICT;
     CREATE INDEX change_windows_env ON change_windows(env_id, starts_at);
     "#,
+    // 5: indexes for the console's read models, so
+    // that the customers and org pages answer from index ranges on 1,000 orgs and 50,000 hosts.
+    r#"
+    -- Per org: last contact (one seek), and hosts per environment and VDA version (covering).
+    CREATE INDEX IF NOT EXISTS hosts_org_seen ON hosts(org_id, last_seen);
+    CREATE INDEX IF NOT EXISTS hosts_org_version ON hosts(org_id, env_id, vda_version);
+    -- Open findings per org by severity (open criticals), with what the suppression check needs.
+    CREATE INDEX IF NOT EXISTS findings_open_org_severity
+        ON findings(org_id, severity, rule_id, env_id, host_id) WHERE resolved_at IS NULL;
+    -- Open findings per org by rule (stale hosts, findings grouped by rule).
+    CREATE INDEX IF NOT EXISTS findings_open_org_rule
+        ON findings(org_id, rule_id, severity, env_id, host_id) WHERE resolved_at IS NULL;
+    "#,
 ];
 
 /// The schema version this binary writes.
