@@ -18,6 +18,11 @@
 //! max_inflight_snapshots = 64      # snapshot posts admitted at once; the next one gets 429
 //! retry_after_secs = 5             # Retry-After of a 429 or 503 (plus up to half again, at random)
 //! shutdown_drain_secs = 10         # on SIGTERM/SIGINT: time in-flight requests get to finish
+//! agent_posts_per_minute = 60      # snapshot posts per agent credential (token bucket), then 429
+//! agent_posts_burst = 60           # posts an agent may make at once (a spool replay)
+//! requests_per_minute_per_ip = 1200  # every request from one client address, then 429
+//! max_connections = 4096           # open connections; past it new ones are closed at once
+//! max_connections_per_ip = 256     # open connections from one client address
 //!
 //! [jobs]                           # periodic judgements: fleet and trend rules, scores
 //! interval_secs = 300              # how often they run (also once at start)
@@ -192,6 +197,16 @@ pub struct Limits {
     /// are closed. Below systemd's default `TimeoutStopSec` (90 s) and Kubernetes' default grace
     /// period (30 s), so the collector exits by itself before it is killed.
     pub shutdown_drain_secs: u64,
+    /// Snapshot posts per agent credential: a token bucket refilled at this rate a minute. A
+    /// healthy agent posts about once an hour; the burst lets it replay a spool after an outage.
+    pub agent_posts_per_minute: u32,
+    pub agent_posts_burst: u32,
+    /// Every request from one client address (also the console and enrollment): a token bucket
+    /// with a burst of the same size. `/healthz` and `/readyz` are exempt (load balancers).
+    pub requests_per_minute_per_ip: u32,
+    /// Open connections at once; the next one is closed before its TLS handshake.
+    pub max_connections: u32,
+    pub max_connections_per_ip: u32,
 }
 
 impl Default for Limits {
@@ -206,6 +221,11 @@ impl Default for Limits {
             max_inflight_snapshots: 64,
             retry_after_secs: 5,
             shutdown_drain_secs: 10,
+            agent_posts_per_minute: 60,
+            agent_posts_burst: 60,
+            requests_per_minute_per_ip: 1200,
+            max_connections: 4096,
+            max_connections_per_ip: 256,
         }
     }
 }
@@ -294,6 +314,20 @@ impl Config {
             ),
             ("limits.retry_after_secs", l.retry_after_secs),
             ("limits.shutdown_drain_secs", l.shutdown_drain_secs),
+            (
+                "limits.agent_posts_per_minute",
+                u64::from(l.agent_posts_per_minute),
+            ),
+            ("limits.agent_posts_burst", u64::from(l.agent_posts_burst)),
+            (
+                "limits.requests_per_minute_per_ip",
+                u64::from(l.requests_per_minute_per_ip),
+            ),
+            ("limits.max_connections", u64::from(l.max_connections)),
+            (
+                "limits.max_connections_per_ip",
+                u64::from(l.max_connections_per_ip),
+            ),
         ] {
             if value == 0 {
                 problems.push(format!("{key} must be greater than 0"));

@@ -105,14 +105,26 @@ pub async fn run(
     let router = app(state);
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut connections = JoinSet::new();
+    let open = OpenConnections::new(limits.max_connections, limits.max_connections_per_ip);
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
             () = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => {
-                    connections.spawn(connection(stream, peer, acceptor.clone(), router.clone(), limits, stop_rx.clone()));
-                }
+                Ok((stream, peer)) => match open.admit(peer.ip()) {
+                    Some(slot) => {
+                        let conn = connection(stream, peer, acceptor.clone(), router.clone(), limits, stop_rx.clone());
+                        connections.spawn(async move {
+                            conn.await;
+                            drop(slot);
+                        });
+                    }
+                    None => {
+                        // Closed before the handshake: a flood of connections costs no TLS work.
+                        tracing::debug!(%peer, "connection refused: too many open connections");
+                        drop(stream);
+                    }
+                },
                 Err(e) => {
                     // EMFILE and friends: back off briefly rather than spin.
                     tracing::warn!(error = %e, "accept failed");
@@ -156,6 +168,64 @@ pub async fn run(
     let refused = admission.refused_total();
     if refused > 0 {
         tracing::info!(refused, "snapshot posts refused with 429 since start");
+    }
+}
+
+/// Counts open connections, in all and per client address, against `limits.max_connections` and
+/// `limits.max_connections_per_ip`.
+#[derive(Debug, Clone)]
+struct OpenConnections {
+    max: u32,
+    max_per_ip: u32,
+    counts: std::sync::Arc<std::sync::Mutex<(u32, std::collections::HashMap<std::net::IpAddr, u32>)>>,
+}
+
+/// One open connection's place; dropping it frees the place.
+#[derive(Debug)]
+struct ConnectionSlot {
+    ip: std::net::IpAddr,
+    open: OpenConnections,
+}
+
+impl OpenConnections {
+    fn new(max: u32, max_per_ip: u32) -> OpenConnections {
+        OpenConnections {
+            max,
+            max_per_ip,
+            counts: Default::default(),
+        }
+    }
+
+    fn admit(&self, ip: std::net::IpAddr) -> Option<ConnectionSlot> {
+        let mut guard = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        let (total, per_ip) = &mut *guard;
+        let mine = per_ip.entry(ip).or_insert(0);
+        if *total >= self.max || *mine >= self.max_per_ip {
+            if *mine == 0 {
+                per_ip.remove(&ip);
+            }
+            return None;
+        }
+        *mine += 1;
+        *total += 1;
+        Some(ConnectionSlot {
+            ip,
+            open: self.clone(),
+        })
+    }
+}
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        let mut guard = self.open.counts.lock().unwrap_or_else(|p| p.into_inner());
+        let (total, per_ip) = &mut *guard;
+        *total = total.saturating_sub(1);
+        if let Some(n) = per_ip.get_mut(&self.ip) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                per_ip.remove(&self.ip);
+            }
+        }
     }
 }
 
@@ -235,4 +305,25 @@ fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
         let _ = tokio::signal::ctrl_c().await;
         tracing::info!("Ctrl-C received");
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn open_connections_are_capped_in_all_and_per_address() {
+        let open = OpenConnections::new(3, 2);
+        let a: std::net::IpAddr = "192.0.2.1".parse().unwrap();
+        let b: std::net::IpAddr = "192.0.2.2".parse().unwrap();
+        let a1 = open.admit(a).unwrap();
+        let _a2 = open.admit(a).unwrap();
+        assert!(open.admit(a).is_none(), "per address");
+        let b1 = open.admit(b).unwrap();
+        assert!(open.admit(b).is_none(), "in all");
+        drop(b1);
+        let _b2 = open.admit(b).unwrap();
+        drop(a1);
+        assert!(open.admit(a).is_some(), "a closed connection frees its place");
+    }
 }

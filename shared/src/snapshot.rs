@@ -151,6 +151,7 @@ impl DecodeError {
 /// The schema version is read first, leniently, so that a snapshot of a newer schema gets
 /// `UnsupportedVersion` (422: keep it and retry after an upgrade) rather than a shape error (400).
 pub fn decode_snapshot(body: &[u8]) -> Result<Snapshot, DecodeError> {
+    check_json_shape(body)?;
     #[derive(Deserialize)]
     struct VersionOnly {
         schema_version: Option<serde_json::Value>,
@@ -191,6 +192,56 @@ pub fn decode_snapshot(body: &[u8]) -> Result<Snapshot, DecodeError> {
     })?;
     snapshot.validate()?;
     Ok(snapshot)
+}
+
+/// Deepest nesting of arrays and objects a snapshot may have. Real snapshots nest about 6 deep;
+/// serde_json's own recursion limit (128) would stop a stack overflow, not a waste of work.
+pub const MAX_JSON_DEPTH: usize = 32;
+/// Longest string (in bytes, as written, escapes included) a snapshot may hold: log messages are
+/// cut to 200 characters by the agent, a certificate subject is well under 1 KiB.
+pub const MAX_JSON_STRING_BYTES: usize = 64 * 1024;
+
+/// One pass over the bytes before any parsing: nesting depth and string length caps, so that a
+/// hostile body is refused cheaply with the offset of the problem. Not a JSON validator: what it
+/// lets through, serde_json still checks.
+fn check_json_shape(body: &[u8]) -> Result<(), DecodeError> {
+    let mut depth = 0usize;
+    let mut in_string = false;
+    let mut escaped = false;
+    let mut string_start = 0usize;
+    for (i, &b) in body.iter().enumerate() {
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                in_string = false;
+            } else if i - string_start > MAX_JSON_STRING_BYTES {
+                return Err(DecodeError::Malformed(format!(
+                    "string starting at byte {string_start} is longer than {MAX_JSON_STRING_BYTES} bytes"
+                )));
+            }
+            continue;
+        }
+        match b {
+            b'"' => {
+                in_string = true;
+                string_start = i;
+            }
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > MAX_JSON_DEPTH {
+                    return Err(DecodeError::Malformed(format!(
+                        "JSON nested deeper than {MAX_JSON_DEPTH} levels at byte {i}"
+                    )));
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 impl Snapshot {
@@ -249,6 +300,25 @@ mod tests {
 
     fn decode(v: &serde_json::Value) -> Result<Snapshot, DecodeError> {
         decode_snapshot(&serde_json::to_vec(v).unwrap())
+    }
+
+    #[test]
+    fn deep_nesting_and_huge_strings_are_refused_before_parsing() {
+        let deep = format!(
+            "{}{}",
+            "[".repeat(MAX_JSON_DEPTH + 1),
+            "]".repeat(MAX_JSON_DEPTH + 1)
+        );
+        let err = decode_snapshot(deep.as_bytes()).unwrap_err();
+        assert!(err.to_string().contains("nested deeper than 32"), "{err}");
+        let long = format!("{{\"x\": \"{}\"}}", "a".repeat(MAX_JSON_STRING_BYTES + 10));
+        let err = decode_snapshot(long.as_bytes()).unwrap_err();
+        assert!(err.to_string().contains("longer than 65536 bytes"), "{err}");
+        // Brackets and escaped quotes inside strings do not count.
+        let tricky = format!("{{\"x\": \"{}\\\" [[[\"}}", "[".repeat(100));
+        assert!(check_json_shape(tricky.as_bytes()).is_ok());
+        // A real snapshot passes.
+        assert!(check_json_shape(&serde_json::to_vec(&minimal()).unwrap()).is_ok());
     }
 
     #[test]

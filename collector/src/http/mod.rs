@@ -8,6 +8,7 @@ pub mod console;
 pub mod enroll;
 pub mod error;
 pub mod health;
+pub mod ratelimit;
 pub mod snapshots;
 
 use std::sync::Arc;
@@ -35,6 +36,10 @@ pub struct AppState {
     pub admission: Arc<Admission>,
     /// Console sign-in: sessions, lock-out, password hashing (`[console]`, see `with_console`).
     pub auth: auth::AuthState,
+    /// Snapshot posts per agent (host id).
+    pub agent_limiter: Arc<ratelimit::RateLimiter<uuid::Uuid>>,
+    /// Requests per client address.
+    pub ip_limiter: Arc<ratelimit::RateLimiter<std::net::IpAddr>>,
 }
 
 impl AppState {
@@ -44,6 +49,16 @@ impl AppState {
             admission: Arc::new(Admission::new(&limits)),
             limits,
             auth: auth::AuthState::new(crate::config::ConsoleConfig::default()),
+            agent_limiter: Arc::new(ratelimit::RateLimiter::new(
+                limits.agent_posts_per_minute,
+                limits.agent_posts_burst,
+                RATE_LIMIT_KEYS,
+            )),
+            ip_limiter: Arc::new(ratelimit::RateLimiter::new(
+                limits.requests_per_minute_per_ip,
+                limits.requests_per_minute_per_ip,
+                RATE_LIMIT_KEYS,
+            )),
         }
     }
 
@@ -59,6 +74,9 @@ impl AppState {
         to_usize(self.limits.max_enroll_body_bytes)
     }
 }
+
+/// Clients remembered per limiter before refilled buckets are dropped: about 10 MiB at most.
+const RATE_LIMIT_KEYS: usize = 100_000;
 
 fn to_usize(n: u64) -> usize {
     usize::try_from(n).unwrap_or(usize::MAX)
@@ -80,8 +98,29 @@ pub fn app(state: AppState) -> Router {
             state.clone(),
             admission::reject_while_draining,
         ))
+        .layer(middleware::from_fn_with_state(state.clone(), limit_per_address))
         .layer(middleware::from_fn(log_request))
         .with_state(state)
+}
+
+/// 429 with `Retry-After` past `limits.requests_per_minute_per_ip`; health checks are exempt. The
+/// address is the TCP peer's (set by the server); requests without one (in-process tests) pass.
+async fn limit_per_address(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let path = request.uri().path();
+    if path != "/healthz"
+        && path != "/readyz"
+        && let Some(axum::extract::ConnectInfo(peer)) = request
+            .extensions()
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        && let Err(wait) = state.ip_limiter.check(&peer.ip(), Instant::now())
+    {
+        tracing::debug!(%peer, "request rate limit reached for this address");
+        return AppError::TooManyRequests {
+            retry_after: ratelimit::retry_after_secs(wait),
+        }
+        .into_response();
+    }
+    next.run(request).await
 }
 
 /// Bounds the time to read the body and answer; the header read time is bounded by hyper.

@@ -28,6 +28,16 @@ pub async fn post_snapshot(
     if agent.tier.is_none() {
         return Err(AppError::ContractLapsed { org: agent.org });
     }
+    // One credential cannot starve the others: its own budget of posts, before the shared queue.
+    if let Err(wait) = state
+        .agent_limiter
+        .check(&agent.host_id, std::time::Instant::now())
+    {
+        tracing::debug!(host_id = %agent.host_id, "snapshot post rate limit reached");
+        return Err(AppError::TooManyRequests {
+            retry_after: super::ratelimit::retry_after_secs(wait),
+        });
+    }
     // (b) what is being sent
     let encoding = ContentEncoding::from_headers(&headers)?;
     ingest::check_json_content_type(&headers)?;
