@@ -68,7 +68,12 @@ impl Store {
     }
 
     /// Queue entry `id` of org `org` (open or closed).
-    pub async fn queue_entry(&self, org: String, id: i64, now: OffsetDateTime) -> Result<QueueEntry, StoreError> {
+    pub async fn queue_entry(
+        &self,
+        org: String,
+        id: i64,
+        now: OffsetDateTime,
+    ) -> Result<QueueEntry, StoreError> {
         self.blocking(move |conn| {
             risk::list_queue(conn, Some(&org), None, true, now)?
                 .into_iter()
@@ -104,12 +109,20 @@ impl Store {
         .await
     }
 
-    pub async fn suppressions_of(&self, org: String, now: OffsetDateTime) -> Result<Vec<Suppression>, StoreError> {
+    pub async fn suppressions_of(
+        &self,
+        org: String,
+        now: OffsetDateTime,
+    ) -> Result<Vec<Suppression>, StoreError> {
         let store = self.clone();
         run(move || store.list_suppressions(&org, now)).await
     }
 
-    pub async fn suppress(&self, new: NewSuppression, now: OffsetDateTime) -> Result<Suppression, StoreError> {
+    pub async fn suppress(
+        &self,
+        new: NewSuppression,
+        now: OffsetDateTime,
+    ) -> Result<Suppression, StoreError> {
         let store = self.clone();
         run(move || store.add_suppression(&new, now)).await
     }
@@ -126,7 +139,12 @@ impl Store {
     }
 
     /// Suppression `id` as listed (after a change).
-    pub async fn suppression(&self, org: String, id: i64, now: OffsetDateTime) -> Result<Suppression, StoreError> {
+    pub async fn suppression(
+        &self,
+        org: String,
+        id: i64,
+        now: OffsetDateTime,
+    ) -> Result<Suppression, StoreError> {
         self.suppressions_of(org, now)
             .await?
             .into_iter()
@@ -139,7 +157,11 @@ impl Store {
         run(move || store.list_change_windows(&org)).await
     }
 
-    pub async fn plan_change(&self, new: NewChangeWindow, now: OffsetDateTime) -> Result<ChangeWindow, StoreError> {
+    pub async fn plan_change(
+        &self,
+        new: NewChangeWindow,
+        now: OffsetDateTime,
+    ) -> Result<ChangeWindow, StoreError> {
         let store = self.clone();
         run(move || store.add_change_window(&new, now)).await
     }

@@ -92,8 +92,18 @@ pub fn table() -> Vec<ApiRoute> {
         route(M::GET, "/v1/orgs/{org}/findings", Tam, orgs::findings),
         route(M::GET, "/v1/orgs/{org}/findings.csv", Tam, orgs::findings_csv),
         route(M::GET, "/v1/orgs/{org}/scores", Tam, orgs::scores),
-        route(M::GET, "/v1/orgs/{org}/suppressions", Tam, plans::list_suppressions),
-        route(M::POST, "/v1/orgs/{org}/suppressions", Tam, plans::add_suppression),
+        route(
+            M::GET,
+            "/v1/orgs/{org}/suppressions",
+            Tam,
+            plans::list_suppressions,
+        ),
+        route(
+            M::POST,
+            "/v1/orgs/{org}/suppressions",
+            Tam,
+            plans::add_suppression,
+        ),
         route(M::POST, "/v1/suppressions/{id}/end", Tam, plans::end_suppression),
         route(M::GET, "/v1/orgs/{org}/changes", Tam, plans::list_changes),
         route(M::POST, "/v1/orgs/{org}/changes", Tam, plans::add_change),
@@ -152,11 +162,17 @@ pub fn query_params(raw: Option<&str>, allowed: &[&str]) -> Result<BTreeMap<Stri
         if !allowed.contains(&k.as_str()) {
             return Err(AppError::InvalidRequest(format!(
                 "unknown query parameter `{k}` (this route takes: {})",
-                if allowed.is_empty() { "none".to_owned() } else { allowed.join(", ") }
+                if allowed.is_empty() {
+                    "none".to_owned()
+                } else {
+                    allowed.join(", ")
+                }
             )));
         }
         if out.insert(k.clone(), v).is_some() {
-            return Err(AppError::InvalidRequest(format!("query parameter `{k}` given twice")));
+            return Err(AppError::InvalidRequest(format!(
+                "query parameter `{k}` given twice"
+            )));
         }
     }
     Ok(out)
@@ -216,7 +232,8 @@ impl FromRequest<AppState> for Write {
             .check_csrf(csrf)
             .map_err(|_: AuthRejection| AuthRejection::CsrfFailed.into_response())?;
         let bytes = axum::body::to_bytes(body, MAX_JSON_BYTES).await.map_err(|_| {
-            AppError::BodyTooLarge(format!("the JSON body is larger than {MAX_JSON_BYTES} bytes")).into_response()
+            AppError::BodyTooLarge(format!("the JSON body is larger than {MAX_JSON_BYTES} bytes"))
+                .into_response()
         })?;
         let is_json = parts
             .headers

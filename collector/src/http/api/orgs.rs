@@ -129,8 +129,12 @@ fn finding_query(raw: Option<&str>) -> Result<FindingQuery, AppError> {
     let severity = p
         .remove("severity")
         .map(|s| {
-            s.parse::<Severity>()
-                .map_err(|_| bad_param("severity", format!("`{s}` is not one of critical, high, medium, low, info")))
+            s.parse::<Severity>().map_err(|_| {
+                bad_param(
+                    "severity",
+                    format!("`{s}` is not one of critical, high, medium, low, info"),
+                )
+            })
         })
         .transpose()?;
     let rule = p
@@ -144,11 +148,18 @@ fn finding_query(raw: Option<&str>) -> Result<FindingQuery, AppError> {
         None | Some("open") => FindingState::Open,
         Some("resolved") => FindingState::Resolved,
         Some("all") => FindingState::All,
-        Some(other) => return Err(bad_param("state", format!("`{other}` is not one of open, resolved, all"))),
+        Some(other) => {
+            return Err(bad_param(
+                "state",
+                format!("`{other}` is not one of open, resolved, all"),
+            ));
+        }
     };
     let host = p
         .remove("host")
-        .map(|h| Uuid::parse_str(&h).map_err(|_| bad_param("host", format!("`{h}` is not a host id (a UUID)"))))
+        .map(|h| {
+            Uuid::parse_str(&h).map_err(|_| bad_param("host", format!("`{h}` is not a host id (a UUID)")))
+        })
         .transpose()?;
     Ok(FindingQuery {
         severity,
@@ -205,12 +216,21 @@ pub async fn scores(
         None => 90,
         Some(d) => match d.parse::<i64>() {
             Ok(n) if (1..=MAX_DAYS).contains(&n) => n,
-            _ => return Err(bad_param("days", format!("`{d}` is not a whole number from 1 to {MAX_DAYS}"))),
+            _ => {
+                return Err(bad_param(
+                    "days",
+                    format!("`{d}` is not a whole number from 1 to {MAX_DAYS}"),
+                ));
+            }
         },
     };
     let environment = p.remove("environment");
     let now = OffsetDateTime::now_utc();
-    let scored = state.store.org_scored(org.clone(), now).await.map_err(read_error)?;
+    let scored = state
+        .store
+        .org_scored(org.clone(), now)
+        .await
+        .map_err(read_error)?;
     let history = if scored {
         state
             .store
@@ -236,7 +256,13 @@ pub async fn scores(
 fn csv(org: &str, what: &str, body: String) -> Response {
     let safe: String = org
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     let disposition = HeaderValue::from_str(&format!("attachment; filename=\"{safe}-{what}.csv\""))
         .unwrap_or_else(|_| HeaderValue::from_static("attachment"));

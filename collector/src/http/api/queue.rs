@@ -37,7 +37,13 @@ pub async fn list(
         let entries = state.store.queue_visible(visibility, true, now).await?;
         let data_as_of = entries
             .iter()
-            .flat_map(|e| [Some(&e.detected_at), e.acknowledged_at.as_ref(), e.closed_at.as_ref()])
+            .flat_map(|e| {
+                [
+                    Some(&e.detected_at),
+                    e.acknowledged_at.as_ref(),
+                    e.closed_at.as_ref(),
+                ]
+            })
             .flatten()
             .max()
             .cloned();
