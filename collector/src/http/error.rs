@@ -58,6 +58,9 @@ pub enum AppError {
     RequestTimeout(u64),
     #[error("no such resource")]
     NotFound,
+    /// The request conflicts with what is stored (the thing exists already).
+    #[error("{0}")]
+    Conflict(String),
     #[error("method not allowed on this resource")]
     MethodNotAllowed,
     /// The ingest queue is full (`limits.max_inflight_snapshots`): retry after `retry_after` seconds.
@@ -93,7 +96,7 @@ impl AppError {
             NotFound => StatusCode::NOT_FOUND,
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
-            HostEnrolledElsewhere(_) => StatusCode::CONFLICT,
+            HostEnrolledElsewhere(_) | Conflict(_) => StatusCode::CONFLICT,
             BodyTooLarge(_) | DecompressedTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             UnsupportedEncoding(_) | UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             UnsupportedSchemaVersion(_) => StatusCode::UNPROCESSABLE_ENTITY,
@@ -125,6 +128,7 @@ impl AppError {
             UnsupportedSchemaVersion(_) => "unsupported_schema_version",
             RequestTimeout(_) => "request_timeout",
             NotFound => "not_found",
+            Conflict(_) => "conflict",
             MethodNotAllowed => "method_not_allowed",
             TooManyRequests { .. } => "too_many_requests",
             ShuttingDown { .. } => "shutting_down",

@@ -3,6 +3,7 @@
 //! drive it with `oneshot`, without a socket.
 
 pub mod admission;
+pub mod api;
 pub mod auth;
 pub mod console;
 pub mod enroll;
@@ -18,8 +19,6 @@ use axum::Router;
 use axum::extract::{Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use callhome_shared::api::{ENROLL_PATH, SNAPSHOTS_PATH};
 
 use crate::config::Limits;
 use crate::store::Store;
@@ -85,11 +84,7 @@ fn to_usize(n: u64) -> usize {
 pub fn app(state: AppState) -> Router {
     let timeout = state.limits.request_timeout();
     Router::new()
-        .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz))
-        .route(ENROLL_PATH, post(enroll::enroll))
-        .route(SNAPSHOTS_PATH, post(snapshots::post_snapshot))
-        .route("/v1/me", get(auth::me))
+        .merge(api::routes())
         .merge(console::routes())
         .fallback(|| async { AppError::NotFound })
         .method_not_allowed_fallback(|| async { AppError::MethodNotAllowed })

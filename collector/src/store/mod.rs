@@ -14,6 +14,7 @@
 //! time order; dates as `YYYY-MM-DD`.
 
 pub mod accounts;
+pub mod api;
 pub mod console;
 pub mod jobs;
 pub mod migrations;

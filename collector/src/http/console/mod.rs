@@ -48,6 +48,19 @@ const SIGNIN_EXPIRED: &str = "The sign-in form expired: please sign in again.";
 const STYLESHEET: &str = include_str!("console.css");
 const SCRIPT: &str = include_str!("console.js");
 
+/// Every console route and whether it needs a signed-in user, for the authorization test
+/// (`http::api::tests`): keep it in step with [`routes`].
+pub const PAGES: &[(http::Method, &str, bool)] = &[
+    (http::Method::GET, HOME_PATH, true),
+    (http::Method::GET, queue::QUEUE_PATH, true),
+    (http::Method::POST, "/queue/{id}/ack", true),
+    (http::Method::GET, SIGNIN_PATH, false),
+    (http::Method::POST, SIGNIN_PATH, false),
+    (http::Method::POST, SIGNOUT_PATH, true),
+    (http::Method::GET, STYLESHEET_PATH, false),
+    (http::Method::GET, SCRIPT_PATH, false),
+];
+
 /// The console's routes, each answer with the security headers.
 pub fn routes() -> Router<AppState> {
     Router::new()
