@@ -126,30 +126,92 @@ fn judge_environment(
         snapshot: None,
         tier,
     };
-    report.add(&risk::apply(conn, &fleet, &found, now)?);
+    let fleet_applied = risk::apply(conn, &fleet, &found, now)?;
+    report.add(&fleet_applied);
 
+    // Only what changed is judged again: a host's trend when it sent a snapshot since the last
+    // run, its score when its findings changed or today has no score yet. At 50,000 hosts a run
+    // otherwise rewrites every host each time and holds the writer for long.
     let since = ts(now - time::Duration::days(settings.trend_window_days));
+    let today = now.date().to_string();
+    let states = host_states(conn, env_id)?;
     for h in &input.hosts {
-        let trend = HostTrend {
-            host_id: h.host_id,
-            hostname: h.hostname.clone(),
-            points: trend_points(conn, h.host_id, &since, settings.trend_max_points)?,
+        let id = h.host_id.to_string();
+        let state = states.get(&id).cloned().unwrap_or_default();
+        let mut touched = fleet_applied.touched.contains(&Some(id.clone()));
+        let new_points = state.latest_collected_at.as_ref().is_some_and(|latest| {
+            state
+                .trend_judged_at
+                .as_ref()
+                .is_none_or(|judged| latest > judged)
+        });
+        if new_points {
+            let trend = HostTrend {
+                host_id: h.host_id,
+                hostname: h.hostname.clone(),
+                points: trend_points(conn, h.host_id, &since, settings.trend_max_points)?,
+            };
+            let found: Vec<risk::Located> = rules::evaluate_trend(&trend)
+                .into_iter()
+                .map(|f| (Some(h.host_id), f))
+                .collect();
+            let judgement = Judgement {
+                host: Some(h.host_id),
+                source: Source::Trend,
+                ..fleet.clone()
+            };
+            let applied = risk::apply(conn, &judgement, &found, now)?;
+            touched |= !applied.touched.is_empty();
+            report.add(&applied);
+            conn.prepare_cached("UPDATE hosts SET trend_judged_at = latest_collected_at WHERE host_id = ?1")?
+                .execute([&id])?;
+        }
+        let stale_score = if risk::is_scored(tier) {
+            state.history_day.as_deref() != Some(today.as_str())
+        } else {
+            state.scored
         };
-        let found: Vec<risk::Located> = rules::evaluate_trend(&trend)
-            .into_iter()
-            .map(|f| (Some(h.host_id), f))
-            .collect();
-        let judgement = Judgement {
-            host: Some(h.host_id),
-            source: Source::Trend,
-            ..fleet.clone()
-        };
-        report.add(&risk::apply(conn, &judgement, &found, now)?);
-        risk::rescore_host(conn, h.host_id, tier, now)?;
+        if touched || stale_score {
+            risk::rescore_host(conn, h.host_id, tier, now)?;
+        }
         report.hosts += 1;
     }
     risk::rescore_fleet(conn, "env", &env_id.to_string(), tier, now)?;
     Ok(())
+}
+
+/// What the jobs need to know to skip a host that has not changed.
+#[derive(Debug, Clone, Default)]
+struct HostState {
+    latest_collected_at: Option<String>,
+    trend_judged_at: Option<String>,
+    /// Whether it has a score now.
+    scored: bool,
+    /// The last day with a score in its history.
+    history_day: Option<String>,
+}
+
+fn host_states(
+    conn: &Connection,
+    env_id: i64,
+) -> Result<std::collections::HashMap<String, HostState>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT h.host_id, h.latest_collected_at, h.trend_judged_at, h.score IS NOT NULL,
+                (SELECT MAX(day) FROM score_history s WHERE s.scope = 'host' AND s.scope_id = h.host_id)
+         FROM hosts h WHERE h.env_id = ?1",
+    )?;
+    let rows = stmt.query_map([env_id], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            HostState {
+                latest_collected_at: r.get(1)?,
+                trend_judged_at: r.get(2)?,
+                scored: r.get(3)?,
+                history_day: r.get(4)?,
+            },
+        ))
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
 }
 
 fn fleet_hosts(conn: &Connection, env_id: i64) -> Result<Vec<FleetHost>, StoreError> {

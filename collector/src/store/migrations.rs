@@ -283,6 +283,11 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX IF NOT EXISTS findings_open_org_rule
         ON findings(org_id, rule_id, severity, env_id, host_id) WHERE resolved_at IS NULL;
     "#,
+    // 6: when each host's trend was last judged, so the periodic jobs skip hosts with no new
+    // snapshot since.
+    r#"
+    ALTER TABLE hosts ADD COLUMN trend_judged_at TEXT;
+    "#,
 ];
 
 /// The schema version this binary writes.

@@ -69,6 +69,8 @@ pub struct Applied {
     pub updated: u32,
     pub resolved: u32,
     pub queued: u32,
+    /// Hosts (`None`: the environment) whose findings opened or resolved: their scores changed.
+    pub touched: std::collections::BTreeSet<Option<String>>,
 }
 
 /// A finding with the host it is about (`None`: the environment).
@@ -154,9 +156,11 @@ pub fn apply(
                 snapshot
             ])?;
             applied.opened += 1;
+            applied.touched.insert(key.0);
         }
     }
-    for id in open.into_values() {
+    for ((host, _, _), id) in open {
+        applied.touched.insert(host);
         conn.prepare_cached("UPDATE findings SET resolved_at = ?2, resolved_snapshot = ?3 WHERE id = ?1")?
             .execute(params![id, observed, snapshot])?;
         close_queue_entry(conn, id, "resolved", now)?;
