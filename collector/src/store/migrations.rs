@@ -283,6 +283,17 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX IF NOT EXISTS findings_open_org_rule
         ON findings(org_id, rule_id, severity, env_id, host_id) WHERE resolved_at IS NULL;
     "#,
+    // 6: health-check reports as generated, so that a report can say what changed since the
+    // previous one.
+    r#"
+    CREATE TABLE reports (
+        id           INTEGER PRIMARY KEY,
+        org_id       TEXT NOT NULL REFERENCES orgs(id),
+        generated_at TEXT NOT NULL,
+        generated_by TEXT NOT NULL
+    ) STRICT;
+    CREATE INDEX reports_org ON reports(org_id, generated_at);
+    "#,
 ];
 
 /// The schema version this binary writes.

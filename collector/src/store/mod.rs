@@ -17,6 +17,7 @@ pub mod accounts;
 pub mod console;
 pub mod jobs;
 pub mod migrations;
+pub mod report;
 pub mod risk;
 pub mod seed;
 
