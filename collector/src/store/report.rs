@@ -23,6 +23,15 @@ pub struct ReportRecord {
     pub generated_by: String,
 }
 
+/// A queue entry's org and finding.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct QueueEntryRef {
+    pub org: String,
+    pub rule: String,
+    pub subject: String,
+    pub host_id: Option<String>,
+}
+
 /// What changed in an org since its previous report.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ReportDelta {
@@ -56,6 +65,28 @@ impl Store {
     /// The display names of the TAMs assigned to each of `orgs` (enabled accounts), by name.
     pub async fn org_tams(&self, orgs: Vec<String>) -> Result<BTreeMap<String, Vec<String>>, StoreError> {
         self.blocking(move |conn| org_tams(conn, &orgs)).await
+    }
+
+    /// Whose queue entry `id` is (open or closed) and what it is about, to check who may see it
+    /// before loading more.
+    pub async fn queue_entry_ref(&self, id: i64) -> Result<Option<QueueEntryRef>, StoreError> {
+        self.blocking(move |conn| {
+            Ok(conn
+                .prepare_cached(
+                    "SELECT q.org_id, f.rule_id, f.subject, f.host_id
+                     FROM queue q JOIN findings f ON f.id = q.finding_id WHERE q.id = ?1",
+                )?
+                .query_row([id], |r| {
+                    Ok(QueueEntryRef {
+                        org: r.get(0)?,
+                        rule: r.get(1)?,
+                        subject: r.get(2)?,
+                        host_id: r.get(3)?,
+                    })
+                })
+                .optional()?)
+        })
+        .await
     }
 
     /// The org's planned changes, newest first (the async twin of `list_change_windows`).

@@ -21,7 +21,7 @@ use super::view::{
 use crate::http::auth::Principal;
 use crate::http::{AppError, AppState};
 use crate::store::StoreError;
-use crate::store::console::{HostDetail, HostFinding, SnapshotRef, TREND_DAYS};
+use crate::store::console::{HostDetail, HostFinding, QueueDiff, SnapshotRef, TREND_DAYS};
 
 struct FindingView {
     id: i64,
@@ -289,8 +289,25 @@ pub async fn queue_changes(
     principal: Principal,
     Path(id): Path<i64>,
 ) -> Result<Response, AppError> {
-    let diff = state.store.queue_entry_diff(id).await.map_err(store_error)?;
-    principal.require_org(&diff.org)?;
+    let entry = state.store.queue_entry_ref(id).await?.ok_or(AppError::NotFound)?;
+    principal.require_org(&entry.org)?;
+    let diff = match state.store.queue_entry_diff(id).await {
+        Ok(diff) => diff,
+        // A snapshot this collector cannot type (another agent version): say so rather than fail.
+        Err(StoreError::Invalid(why)) => QueueDiff {
+            queue_id: id,
+            finding_id: 0,
+            org: entry.org,
+            host_id: entry.host_id,
+            rule: entry.rule,
+            subject: entry.subject,
+            from: None,
+            to: None,
+            changes: Vec::new(),
+            note: Some(why),
+        },
+        Err(e) => return Err(store_error(e)),
+    };
     let (host, data_as_of) = match diff.host_id.as_deref().map(Uuid::parse_str) {
         Some(Ok(h)) => match state.store.host_detail(h, OffsetDateTime::now_utc()).await {
             Ok(d) => (Some((d.host_id, d.hostname)), d.last_seen),

@@ -187,7 +187,10 @@ pub async fn report_page(
     let hosts = state.store.org_hosts(&org, None).await.map_err(store_error)?;
     let windows = state.store.change_windows(&org).await.map_err(store_error)?;
     let tams = state.store.org_tams(vec![org.clone()]).await?;
-    let ranked = state.store.orgs_ranked(Some(&[org.clone()]), now).await?;
+    let ranked = state
+        .store
+        .orgs_ranked(Some(std::slice::from_ref(&org)), now)
+        .await?;
     let queue = state
         .store
         .visible_queue(Visibility::Orgs([org.clone()].into()), now)
