@@ -1,7 +1,8 @@
 //! The TAM console in a real browser: headless Debian Chromium driven over WebDriver against the real
 //! collector binary over HTTPS, with seeded data (a Priority Plus org with a host whose VDA service
 //! is down, a TAM assigned to it, an admin). Each step is one method of [`Console`] that checks the
-//! page against [`Seeded`] and saves a screenshot under `target/browser-screenshots/`.
+//! page against [`Seeded`] and saves a screenshot under `target/browser-screenshots/`: sign-in, the
+//! queue, what changed for its entry, customers, the customer, the host, the report, sign-out.
 //!
 //! Needs `/usr/bin/chromium` and `/usr/bin/chromedriver` (`.ci/run` installs them); without them
 //! the test fails and says how to install them.
@@ -90,10 +91,13 @@ fn seed() -> Seeded {
         .as_str()
         .unwrap_or_else(|| panic!("host_id in {:?}", hosts[0]))
         .to_owned();
-    let hostname = snapshot["host"]["hostname"]
+    // The console names a host as it enrolled (the agent's machine), which the fixture's snapshot
+    // does not change.
+    let hostname = hosts[0]["hostname"]
         .as_str()
-        .unwrap_or_else(|| panic!("host.hostname in the snapshot: {snapshot:#}"))
+        .unwrap_or_else(|| panic!("hostname in {:?}", hosts[0]))
         .to_owned();
+    assert!(snapshot["host"]["hostname"].is_string(), "{snapshot:#}");
     let queue = json(&collector.admin(&["queue", "list", "--org", ORG, "--json"]));
     let entries = queue.as_array().unwrap();
     assert_eq!(entries.len(), 1, "one open critical: {queue:#}");
@@ -282,11 +286,183 @@ impl Console<'_> {
         assert_eq!(self.path(), "/signin", "the session ended with sign-out");
     }
 
-    // The dashboard's pages get one method each here as they land, called between sign-in and
-    // sign-out: open the page through its link in the header's navigation, check it against
-    // `Seeded`, take a screenshot. The queue: one row for `queue_entry` (its org, rule and a
-    // countdown to its response deadline); a customer: ACME's tier and its host; a host:
-    // `hostname` with its critical finding `CRITICAL_RULE` and the finding's remediation.
+    /// Follows a link and waits for the page it leads to.
+    fn follow(&mut self, css: &str, path: &str) {
+        self.browser
+            .find(css)
+            .step(&format!("the link {css}"))
+            .click()
+            .step(&format!("click {css}"));
+        self.browser
+            .wait_for_path(path, PAGE_WAIT)
+            .step(&format!("landing on {path}"));
+        self.browser
+            .wait_for("footer .as-of", PAGE_WAIT)
+            .step("the page's \"data as of\" line");
+    }
+
+    /// The "data as of" line of a page with data: a time, not "no data received yet".
+    fn check_data_as_of(&self) {
+        let as_of = self
+            .browser
+            .find("footer .as-of time")
+            .step("the data-as-of time")
+            .text()
+            .step("data as of");
+        assert!(as_of.ends_with("UTC"), "{as_of}");
+    }
+
+    /// The queue through the header's navigation: one row, the seeded critical, with a countdown.
+    fn open_queue(&mut self, seeded: &Seeded) {
+        self.begin("the queue");
+        self.follow("nav.sections a[href='/queue']", "/queue");
+        let id = seeded.queue_entry["id"].as_i64().expect("queue entry id");
+        let row = self
+            .browser
+            .find(&format!("tr#q{id}"))
+            .step("the seeded entry's row")
+            .text()
+            .step("row text");
+        assert!(row.contains(ORG), "{row}");
+        assert!(row.contains(CRITICAL_RULE), "{row}");
+        assert!(row.contains(&seeded.hostname), "{row}");
+        let countdown = self
+            .browser
+            .find(&format!("tr#q{id} .countdown"))
+            .step("the countdown")
+            .text()
+            .step("countdown text");
+        assert!(countdown.starts_with("in "), "the deadline is ahead: {countdown}");
+        assert_eq!(
+            self.browser.find_all("table.queue tbody tr").step("rows").len(),
+            1
+        );
+        self.check_data_as_of();
+        self.screenshot("queue");
+    }
+
+    /// What changed before the critical: the agent's first snapshot showed it, and the page says so.
+    fn open_queue_changes(&mut self, seeded: &Seeded) {
+        self.begin("what changed for the queue entry");
+        let id = seeded.queue_entry["id"].as_i64().expect("queue entry id");
+        self.follow(
+            &format!("tr#q{id} a.changes-link"),
+            &format!("/queue/{id}/changes"),
+        );
+        let main = self.main_text();
+        assert!(main.contains(CRITICAL_RULE), "{main}");
+        assert!(main.contains(&seeded.hostname), "{main}");
+        assert!(main.contains("no earlier snapshot of this host"), "{main}");
+        self.screenshot("queue-changes");
+    }
+
+    /// Customers through the navigation: ACME only, Priority Plus, scored, one critical.
+    fn open_customers(&mut self) {
+        self.begin("customers");
+        self.follow("nav.sections a[href='/customers']", "/customers");
+        let rows = self.browser.find_all("table.customers tbody tr").step("rows");
+        assert_eq!(rows.len(), 1, "the TAM sees ACME only");
+        let row = rows[0].text().step("ACME's row");
+        assert!(row.contains(ORG) && row.contains("Priority Plus"), "{row}");
+        assert!(row.contains(TAM_NAME), "the TAM is named: {row}");
+        self.browser
+            .find("table.customers svg.chart.spark")
+            .step("the 30-day sparkline");
+        let source = self.browser.source().step("page source");
+        assert!(!source.contains(OTHER_ORG), "{OTHER_ORG} must not appear");
+        self.check_data_as_of();
+        self.screenshot("customers");
+    }
+
+    /// The customer's page from its row: the critical grouped by rule, with a link to the host.
+    fn open_customer(&mut self, seeded: &Seeded) {
+        self.begin("the customer's page");
+        self.follow(&format!("a.org[href='/orgs/{ORG}']"), &format!("/orgs/{ORG}"));
+        let main = self.main_text();
+        assert!(main.contains(ORG) && main.contains("Priority Plus"), "{main}");
+        let group = self
+            .browser
+            .find(&format!("tr#rule-{CRITICAL_RULE}"))
+            .step("the critical's rule group")
+            .text()
+            .step("rule group text");
+        assert!(
+            group.contains("Critical") && group.contains(&seeded.hostname),
+            "{group}"
+        );
+        self.browser
+            .find("svg.chart.trend")
+            .step("the 90-day trend chart");
+        for link in ["report", "findings.csv", "hosts.csv"] {
+            self.browser
+                .find(&format!("a[href='/orgs/{ORG}/{link}']"))
+                .step(&format!("the link to {link}"));
+        }
+        self.check_data_as_of();
+        self.screenshot("customer");
+    }
+
+    /// The host from the rule group: its name, the critical with its evidence and remediation, and
+    /// the latest snapshot's sections.
+    fn open_host(&mut self, seeded: &Seeded) {
+        self.begin("the host's page");
+        self.follow(
+            &format!("tr#rule-{CRITICAL_RULE} a[href='/hosts/{}']", seeded.host_id),
+            &format!("/hosts/{}", seeded.host_id),
+        );
+        let title = self.browser.find("main h1").step("h1").text().step("h1 text");
+        assert_eq!(title, seeded.hostname);
+        let finding = self
+            .browser
+            .find("article.finding")
+            .step("the open finding")
+            .text()
+            .step("finding text");
+        let info = callhome_shared::rules::rule_info(CRITICAL_RULE).expect("the rule is in the catalog");
+        assert!(finding.contains(CRITICAL_RULE), "{finding}");
+        let words = |s: &str| s.split_whitespace().collect::<Vec<_>>().join(" ");
+        let remediation: String = words(info.remediation).chars().take(60).collect();
+        assert!(
+            words(&finding).contains(&remediation),
+            "remediation `{remediation}` in {finding}"
+        );
+        self.browser
+            .find("article.finding dl.evidence dt")
+            .step("the finding's evidence");
+        let sections = self.browser.find_all("details.section summary").step("sections");
+        assert!(sections.len() >= 3, "the snapshot's sections are listed");
+        self.check_data_as_of();
+        self.screenshot("host");
+    }
+
+    /// The health-check report from the customer's page: the summary, the inventory with the host.
+    fn open_report(&mut self, seeded: &Seeded) {
+        self.begin("the report");
+        self.browser
+            .goto(&self.url(&format!("/orgs/{ORG}")))
+            .step("open the customer's page");
+        self.follow(
+            &format!("a[href='/orgs/{ORG}/report']"),
+            &format!("/orgs/{ORG}/report"),
+        );
+        let main = self.main_text();
+        for heading in [
+            "Executive summary",
+            "Top risks and remediation",
+            "Host inventory",
+            "What changed since the previous report",
+        ] {
+            assert!(main.contains(heading), "{heading}: {main}");
+        }
+        let inventory = self
+            .browser
+            .find("table.inventory")
+            .step("the host inventory")
+            .text()
+            .step("inventory text");
+        assert!(inventory.contains(&seeded.hostname), "{inventory}");
+        self.screenshot("report");
+    }
 }
 
 impl Drop for Console<'_> {
@@ -332,6 +508,12 @@ fn a_tam_signs_in_through_the_real_form_in_headless_chromium() {
     console.sign_in_refused(TAM_LOGIN, "not the password at all");
     console.sign_in(TAM_LOGIN, TAM_PASSWORD);
     console.check_signed_in(TAM_NAME, TAM_LOGIN, "tam", &[ORG], &[OTHER_ORG]);
+    console.open_queue(&seeded);
+    console.open_queue_changes(&seeded);
+    console.open_customers();
+    console.open_customer(&seeded);
+    console.open_host(&seeded);
+    console.open_report(&seeded);
     console.sign_out();
 
     console.sign_in(ADMIN_LOGIN, &seeded.admin_password);
@@ -352,7 +534,7 @@ fn a_tam_signs_in_through_the_real_form_in_headless_chromium() {
     for path in &taken {
         eprintln!("  {}", path.display());
     }
-    assert_eq!(taken.len(), 6, "{taken:?}");
+    assert_eq!(taken.len(), 12, "{taken:?}");
     assert!(
         !seeded.collector.log_text().contains(TAM_PASSWORD),
         "a password reached the collector's log"

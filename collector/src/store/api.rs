@@ -2,9 +2,7 @@
 //! lookups (so a handler checks the caller's visibility before loading anything else of the
 //! object), the TAMs of orgs, and async wrappers of the admin commands' synchronous operations.
 
-use std::collections::BTreeMap;
-
-use rusqlite::{OptionalExtension, params_from_iter};
+use rusqlite::OptionalExtension;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -79,32 +77,6 @@ impl Store {
                 .into_iter()
                 .find(|e| e.id == id)
                 .ok_or_else(|| StoreError::NotFound(format!("no queue entry {id}")))
-        })
-        .await
-    }
-
-    /// The display names of the enabled TAMs assigned to each of `orgs`, by name.
-    pub async fn org_tams(&self, orgs: Vec<String>) -> Result<BTreeMap<String, Vec<String>>, StoreError> {
-        self.blocking(move |conn| {
-            let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
-            // SQLite's default limit on host parameters is 32766; stay far below it.
-            for chunk in orgs.chunks(500) {
-                let marks = vec!["?"; chunk.len()].join(", ");
-                let sql = format!(
-                    "SELECT t.org_id, u.display_name FROM tam_orgs t JOIN users u ON u.id = t.user_id
-                     WHERE u.disabled_at IS NULL AND u.role = 'tam' AND t.org_id IN ({marks})
-                     ORDER BY t.org_id, u.display_name"
-                );
-                let mut stmt = conn.prepare(&sql)?;
-                let rows = stmt.query_map(params_from_iter(chunk.iter()), |r| {
-                    Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
-                })?;
-                for row in rows {
-                    let (org, name) = row?;
-                    out.entry(org).or_default().push(name);
-                }
-            }
-            Ok(out)
         })
         .await
     }

@@ -288,6 +288,17 @@ const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE hosts ADD COLUMN trend_judged_at TEXT;
     "#,
+    // 7: health-check reports as generated, so that a report can say what changed since the
+    // previous one.
+    r#"
+    CREATE TABLE reports (
+        id           INTEGER PRIMARY KEY,
+        org_id       TEXT NOT NULL REFERENCES orgs(id),
+        generated_at TEXT NOT NULL,
+        generated_by TEXT NOT NULL
+    ) STRICT;
+    CREATE INDEX reports_org ON reports(org_id, generated_at);
+    "#,
 ];
 
 /// The schema version this binary writes.

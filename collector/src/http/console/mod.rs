@@ -1,7 +1,9 @@
 //! The TAM console's pages: server-rendered HTML (askama templates in `collector/templates/`, checked at
 //! compile time and HTML-escaped by default). Signed-in pages extend `layout.html` (navigation, who is
 //! signed in, sign-out, "data as of": [`layout`]); charts are SVG drawn by the server ([`charts`]).
-//! Pages: sign-in, sign-out, and the critical queue ([`queue`], also the home page).
+//! Pages: sign-in, sign-out, the critical queue ([`queue`], also the home page), customers
+//! ([`customers`]), an org ([`org`], with its CSV exports), a host and what changed ([`host`]), and an
+//! org's health-check report ([`report`]).
 //!
 //! Every response from these routes carries the security headers of [`security_headers`]: a CSP
 //! that allows nothing but this origin (no inline script or style: the stylesheet and the one script
@@ -30,8 +32,13 @@ use super::{AppError, AppState};
 use crate::store::accounts::SignIn;
 
 pub mod charts;
+pub mod customers;
+pub mod host;
 pub mod layout;
+pub mod org;
 pub mod queue;
+pub mod report;
+pub mod view;
 
 pub const HOME_PATH: &str = "/";
 pub const SIGNOUT_PATH: &str = "/signout";
@@ -54,6 +61,14 @@ pub const PAGES: &[(http::Method, &str, bool)] = &[
     (http::Method::GET, HOME_PATH, true),
     (http::Method::GET, queue::QUEUE_PATH, true),
     (http::Method::POST, "/queue/{id}/ack", true),
+    (http::Method::GET, customers::CUSTOMERS_PATH, true),
+    (http::Method::GET, "/orgs/{org}", true),
+    (http::Method::GET, "/orgs/{org}/report", true),
+    (http::Method::GET, "/orgs/{org}/findings.csv", true),
+    (http::Method::GET, "/orgs/{org}/hosts.csv", true),
+    (http::Method::GET, "/hosts/{host_id}", true),
+    (http::Method::GET, "/hosts/{host_id}/diff", true),
+    (http::Method::GET, "/queue/{id}/changes", true),
     (http::Method::GET, SIGNIN_PATH, false),
     (http::Method::POST, SIGNIN_PATH, false),
     (http::Method::POST, SIGNOUT_PATH, true),
@@ -67,6 +82,16 @@ pub fn routes() -> Router<AppState> {
         .route(HOME_PATH, get(queue::queue_page))
         .route(queue::QUEUE_PATH, get(queue::queue_page))
         .route("/queue/{id}/ack", post(queue::acknowledge))
+        // ---- dashboard pages: customers, org, host, what changed, report, CSV (issue 6) ----
+        .route(customers::CUSTOMERS_PATH, get(customers::customers_page))
+        .route("/orgs/{org}", get(org::org_page))
+        .route("/orgs/{org}/report", get(report::report_page))
+        .route("/orgs/{org}/findings.csv", get(org::findings_csv))
+        .route("/orgs/{org}/hosts.csv", get(org::hosts_csv))
+        .route("/hosts/{host_id}", get(host::host_page))
+        .route("/hosts/{host_id}/diff", get(host::host_diff))
+        .route("/queue/{id}/changes", get(host::queue_changes))
+        // ---- end of dashboard pages ----
         .route(SIGNIN_PATH, get(signin_form).post(signin))
         .route(SIGNOUT_PATH, post(signout))
         .route(STYLESHEET_PATH, get(stylesheet))

@@ -36,6 +36,8 @@ struct Row {
     environment: String,
     /// The hostname, else the host id; `None` for an environment-wide finding.
     host: Option<String>,
+    /// For the link to the host's page.
+    host_id: Option<String>,
     rule: String,
     /// What the finding is about on the host (a service, a mount), when the rule names one.
     subject: String,
@@ -80,7 +82,8 @@ impl Row {
             tier: tier_label(&e.tier),
             org: e.org,
             environment: e.environment,
-            host: e.hostname.or(e.host_id),
+            host: e.hostname.or_else(|| e.host_id.clone()),
+            host_id: e.host_id,
             rule: e.rule,
             // Titles often name the subject already ("The VDA service ctxvda.service is failed").
             subject: if e.title.contains(&e.subject) {

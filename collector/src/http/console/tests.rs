@@ -207,9 +207,10 @@ async fn anonymous_home_redirects_to_signin_and_the_form_is_served_safely() {
     let a = f.get("/orgs/ORG-1?tab=hosts", None).await;
     assert_eq!(
         a.status,
-        StatusCode::NOT_FOUND,
-        "no such page yet: the fallback answers"
+        StatusCode::SEE_OTHER,
+        "pages ask anonymous browsers to sign in"
     );
+    assert_eq!(a.location(), "/signin?next=%2Forgs%2FORG-1%3Ftab%3Dhosts");
 
     let a = f.get("/signin", None).await;
     assert_eq!(a.status, StatusCode::OK);
@@ -877,5 +878,350 @@ async fn the_countdown_script_is_a_file_and_pages_have_no_inline_script() {
     assert_eq!(
         page.headers["content-security-policy"], "default-src 'self'",
         "the CSP allows no inline script"
+    );
+}
+
+// ---- customers, org, host, what changed, report, CSV ----
+
+/// The start of `text` up to the first character HTML escaping would change.
+fn plain_prefix(text: &str) -> &str {
+    let end = text.find(['<', '>', '&', '"', '\'']).unwrap_or(text.len());
+    &text[..end.min(60)]
+}
+
+impl Fixture {
+    /// The queue fixture, plus ORG-3 on a Select contract (not scored), visible to admins only.
+    async fn seed_pages(&self) -> String {
+        let title = self.seed_queue().await;
+        let store = &self.state.store;
+        let now = OffsetDateTime::now_utc();
+        store.add_org("ORG-3", "Three", now).unwrap();
+        store
+            .add_contract(
+                "ORG-3",
+                "support",
+                Tier::Select,
+                now.date() - time::Duration::days(10),
+                now.date() + time::Duration::days(600),
+                now,
+            )
+            .unwrap();
+        title
+    }
+}
+
+/// Every page of the dashboard sends an anonymous browser to sign in, coming back to it after.
+#[tokio::test]
+async fn dashboard_pages_send_anonymous_browsers_to_sign_in() {
+    let f = Fixture::new();
+    f.seed_pages().await;
+    let host = f.entry("vda-late").host_id.unwrap();
+    let queue_id = f.entry("vda-late").id;
+    for path in [
+        "/customers".to_owned(),
+        "/orgs/ORG-1".to_owned(),
+        "/orgs/ORG-1?env=prod".to_owned(),
+        "/orgs/ORG-1/report".to_owned(),
+        "/orgs/ORG-1/findings.csv".to_owned(),
+        "/orgs/ORG-1/hosts.csv".to_owned(),
+        format!("/hosts/{host}"),
+        format!("/hosts/{host}/diff"),
+        format!("/queue/{queue_id}/changes"),
+    ] {
+        let a = f.get(&path, None).await;
+        assert_eq!(a.status, StatusCode::SEE_OTHER, "{path}");
+        assert!(
+            a.location().starts_with("/signin?next=%2F"),
+            "{path}: {}",
+            a.location()
+        );
+        assert!(
+            !a.body.contains("vda-late") && !a.body.contains("One"),
+            "{path}: {}",
+            a.body
+        );
+        assert_security_headers(&a);
+    }
+}
+
+#[tokio::test]
+async fn customers_are_the_tams_orgs_ranked_with_a_sparkline() {
+    let f = Fixture::new();
+    f.seed_pages().await;
+    let tam = f.sign_in("tam1", TAM_PW).await;
+    let page = f.get("/customers", Some(&tam)).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert_security_headers(&page);
+    assert!(page.body.contains("<h1>Customers</h1>"), "{}", page.body);
+    assert!(
+        page.body
+            .contains("<a class=\"org\" href=\"/orgs/ORG-1\">One</a>"),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains("Priority Plus"), "{}", page.body);
+    assert!(
+        page.body.contains("TAM: &#60;b&#62;Tam") || page.body.contains("TAM: &lt;b&gt;Tam"),
+        "{}",
+        page.body
+    );
+    assert!(
+        page.body.contains("<svg") && page.body.contains("class=\"chart spark\""),
+        "{}",
+        page.body
+    );
+    assert!(
+        page.body.contains("<strong class=\"bad\">2</strong>"),
+        "two open criticals: {}",
+        page.body
+    );
+    assert!(
+        page.body
+            .contains("<a href=\"/customers\" aria-current=\"page\">Customers</a>")
+    );
+    assert!(page.body.contains("Data as of <time"), "{}", page.body);
+    for hidden in ["ORG-2", "Two", "ORG-3", "vda-other"] {
+        assert!(!page.body.contains(hidden), "{hidden}: {}", page.body);
+    }
+
+    let admin = f.sign_in("root", ADMIN_PW).await;
+    let page = f.get("/customers", Some(&admin)).await;
+    assert!(page.body.contains("/orgs/ORG-2\">Two</a>"), "{}", page.body);
+    let three = &page.body[page.body.find("id=\"org-ORG-3\"").expect("ORG-3's row")..];
+    let three = &three[..three.find("</tr>").unwrap()];
+    assert!(three.contains("not scored (Select)"), "{three}");
+    // Ranked: the scored orgs first.
+    assert!(page.body.find("org-ORG-3").unwrap() > page.body.find("org-ORG-1").unwrap());
+}
+
+#[tokio::test]
+async fn the_org_page_groups_findings_by_rule_with_links_to_hosts() {
+    let f = Fixture::new();
+    let title = f.seed_pages().await;
+    let late = f.entry("vda-late");
+    let tam = f.sign_in("tam1", TAM_PW).await;
+    let page = f.get("/orgs/ORG-1", Some(&tam)).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    let body = &page.body;
+    assert!(body.contains("<h1>One"), "{body}");
+    assert!(body.contains(&format!("id=\"rule-{}\"", late.rule)), "{body}");
+    assert!(body.contains(plain_prefix(&title)), "{body}");
+    assert!(
+        body.contains(&format!(
+            "<a href=\"/hosts/{}\">vda-late</a>",
+            late.host_id.as_ref().unwrap()
+        )),
+        "{body}"
+    );
+    assert!(body.contains(">vda-new</a>"), "{body}");
+    assert!(body.contains("class=\"chart trend\""), "{body}");
+    assert!(
+        body.contains("<h2>VDA versions</h2>") && body.contains("<td>unknown</td>"),
+        "{body}"
+    );
+    for link in [
+        "/orgs/ORG-1/report",
+        "/orgs/ORG-1/findings.csv",
+        "/orgs/ORG-1/hosts.csv",
+        "/orgs/ORG-1?env=prod",
+    ] {
+        assert!(body.contains(&format!("href=\"{link}\"")), "{link}: {body}");
+    }
+    assert!(!body.contains("vda-other"));
+
+    let env = f.get("/orgs/ORG-1?env=prod", Some(&tam)).await;
+    assert_eq!(env.status, StatusCode::OK);
+    assert!(
+        env.body.contains("<span class=\"env-name\">/ prod</span>"),
+        "{}",
+        env.body
+    );
+    assert_eq!(
+        f.get("/orgs/ORG-1?env=nope", Some(&tam)).await.status,
+        StatusCode::NOT_FOUND
+    );
+
+    // Another org's page, and one that does not exist, are the same 404.
+    let other = f.get("/orgs/ORG-2", Some(&tam)).await;
+    let missing = f.get("/orgs/NO-SUCH", Some(&tam)).await;
+    assert_eq!(other.status, StatusCode::NOT_FOUND);
+    assert_eq!(other.body, missing.body);
+    let admin = f.sign_in("root", ADMIN_PW).await;
+    assert_eq!(f.get("/orgs/ORG-2", Some(&admin)).await.status, StatusCode::OK);
+    assert_eq!(
+        f.get("/orgs/NO-SUCH", Some(&admin)).await.status,
+        StatusCode::NOT_FOUND
+    );
+}
+
+#[tokio::test]
+async fn csv_exports_are_attachments_of_the_visible_org_only() {
+    let f = Fixture::new();
+    f.seed_pages().await;
+    let tam = f.sign_in("tam1", TAM_PW).await;
+    let findings = f.get("/orgs/ORG-1/findings.csv", Some(&tam)).await;
+    assert_eq!(findings.status, StatusCode::OK);
+    assert_eq!(findings.headers[CONTENT_TYPE], "text/csv; charset=utf-8");
+    assert_eq!(
+        findings.headers["content-disposition"],
+        "attachment; filename=\"ORG-1-findings.csv\""
+    );
+    assert!(
+        findings.body.starts_with("id,org,environment,host_id,hostname,"),
+        "{}",
+        findings.body
+    );
+    assert_eq!(
+        findings.body.lines().count(),
+        3,
+        "header and two findings: {}",
+        findings.body
+    );
+    assert!(findings.body.contains("vda-late") && !findings.body.contains("vda-other"));
+    let hosts = f.get("/orgs/ORG-1/hosts.csv", Some(&tam)).await;
+    assert_eq!(
+        hosts.headers["content-disposition"],
+        "attachment; filename=\"ORG-1-hosts.csv\""
+    );
+    assert!(hosts.body.contains("vda-new"), "{}", hosts.body);
+    for path in ["/orgs/ORG-2/findings.csv", "/orgs/ORG-2/hosts.csv"] {
+        let a = f.get(path, Some(&tam)).await;
+        assert_eq!(a.status, StatusCode::NOT_FOUND, "{path}");
+        assert!(!a.body.contains("vda-other"));
+    }
+}
+
+#[tokio::test]
+async fn the_host_page_shows_evidence_remediation_and_the_snapshot() {
+    let f = Fixture::new();
+    let title = f.seed_pages().await;
+    let late = f.entry("vda-late");
+    let host = late.host_id.clone().unwrap();
+    let info = callhome_shared::rules::rule_info(&late.rule).unwrap();
+    let tam = f.sign_in("tam1", TAM_PW).await;
+    let page = f.get(&format!("/hosts/{host}"), Some(&tam)).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    let body = &page.body;
+    assert!(body.contains("<h1>vda-late</h1>"), "{body}");
+    assert!(body.contains(plain_prefix(&title)), "{body}");
+    assert!(body.contains(plain_prefix(info.remediation)), "{body}");
+    assert!(body.contains(plain_prefix(info.rationale)), "{body}");
+    assert!(body.contains(&format!("href=\"{}\"", info.reference)), "{body}");
+    // Evidence as key/value pairs.
+    assert!(
+        body.contains(&format!("<dt>{}</dt><dd>1</dd>", info.evidence[0])),
+        "{body}"
+    );
+    assert!(body.contains("<h2>Latest snapshot</h2>"), "{body}");
+    assert!(
+        body.contains("This host has 1 snapshot: nothing to compare yet."),
+        "{body}"
+    );
+    assert!(body.contains("<a href=\"/orgs/ORG-1?env=prod\">"), "{body}");
+
+    let diff = f.get(&format!("/hosts/{host}/diff"), Some(&tam)).await;
+    assert_eq!(diff.status, StatusCode::OK, "{}", diff.body);
+    assert!(diff.body.contains("fewer than two snapshots"), "{}", diff.body);
+
+    // Another org's host, an unknown one and a malformed id: the same 404.
+    let other = f.entry("vda-other").host_id.unwrap();
+    let answers = [
+        f.get(&format!("/hosts/{other}"), Some(&tam)).await,
+        f.get(&format!("/hosts/{other}/diff"), Some(&tam)).await,
+        f.get(&format!("/hosts/{}", Uuid::now_v7()), Some(&tam)).await,
+        f.get("/hosts/not-a-uuid", Some(&tam)).await,
+    ];
+    for a in &answers {
+        assert_eq!(a.status, StatusCode::NOT_FOUND, "{}", a.body);
+        assert_eq!(a.body, answers[0].body);
+        assert!(!a.body.contains("vda-other"));
+    }
+    let admin = f.sign_in("root", ADMIN_PW).await;
+    assert_eq!(
+        f.get(&format!("/hosts/{other}"), Some(&admin)).await.status,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn queue_rows_link_to_what_changed_which_says_when_there_is_no_earlier_snapshot() {
+    let f = Fixture::new();
+    f.seed_pages().await;
+    let late = f.entry("vda-late");
+    let tam = f.sign_in("tam1", TAM_PW).await;
+    let queue = f.get("/queue", Some(&tam)).await;
+    assert!(row(&queue.body, late.id).contains(&format!("href=\"/queue/{}/changes\"", late.id)));
+    assert!(
+        row(&queue.body, late.id).contains(&format!("href=\"/hosts/{}\"", late.host_id.clone().unwrap()))
+    );
+
+    let page = f.get(&format!("/queue/{}/changes", late.id), Some(&tam)).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert!(page.body.contains(&late.rule), "{}", page.body);
+    // The fixture's snapshots are `{}`: not a snapshot this collector can compare, and it says so
+    // (the browser test sees the "no earlier snapshot" case with a real one).
+    assert!(
+        page.body.contains("cannot be read by this collector"),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains(">vda-late</a>"), "{}", page.body);
+
+    let other = f.entry("vda-other").id;
+    assert_eq!(
+        f.get(&format!("/queue/{other}/changes"), Some(&tam)).await.status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        f.get("/queue/999999/changes", Some(&tam)).await.status,
+        StatusCode::NOT_FOUND
+    );
+}
+
+#[tokio::test]
+async fn the_report_is_printable_and_lists_what_changed_since_30_days() {
+    let f = Fixture::new();
+    let title = f.seed_pages().await;
+    let tam = f.sign_in("tam1", TAM_PW).await;
+    let page = f.get("/orgs/ORG-1/report", Some(&tam)).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    let body = &page.body;
+    for heading in [
+        "<h1>Health-check report: One</h1>",
+        "<h2>Executive summary</h2>",
+        "<h2>Risk score trend, last 90 days</h2>",
+        "<h2>Top risks and remediation</h2>",
+        "<h2>Host inventory</h2>",
+        "<h2>Planned changes</h2>",
+        "<h2>What changed since the previous report</h2>",
+        "<h3>Opened (2)</h3>",
+        "<h3>Resolved (0)</h3>",
+    ] {
+        assert!(body.contains(heading), "{heading}: {body}");
+    }
+    assert!(body.contains("Critical: 2"), "{body}");
+    assert!(body.contains("First report: since"), "{body}");
+    assert!(body.contains(plain_prefix(&title)), "{body}");
+    assert!(
+        body.contains("<td>vda-late") && body.contains("<td>vda-new"),
+        "{body}"
+    );
+    assert!(
+        body.contains("overdue, not acknowledged") && body.contains("awaiting response"),
+        "{body}"
+    );
+    assert!(!body.contains("vda-other"));
+    // The stylesheet has the print rules the report relies on.
+    let css = f.get(STYLESHEET_PATH, None).await;
+    for rule in [
+        "@media print",
+        ".report-section { break-before: page; }",
+        "tr { break-inside: avoid; }",
+    ] {
+        assert!(css.body.contains(rule), "{rule}");
+    }
+    assert_eq!(
+        f.get("/orgs/ORG-2/report", Some(&tam)).await.status,
+        StatusCode::NOT_FOUND
     );
 }
