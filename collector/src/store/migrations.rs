@@ -287,6 +287,8 @@ const MIGRATIONS: &[&str] = &[
     // snapshot since.
     r#"
     ALTER TABLE hosts ADD COLUMN trend_judged_at TEXT;
+    -- The jobs walk each environment's hosts; hosts_org_env needs the org first.
+    CREATE INDEX hosts_env ON hosts(env_id);
     "#,
     // 7: health-check reports as generated, so that a report can say what changed since the
     // previous one.

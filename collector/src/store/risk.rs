@@ -95,10 +95,11 @@ pub fn apply(
     {
         // Two statements, not `(?3 IS NULL OR host_id = ?3)`: SQLite plans that with the
         // environment's index only, and a host of a 3,000-host environment would scan them all.
+        // `+env_id` keeps the planner off that index for the host's own query.
         let mut stmt = match &host_filter {
             Some(_) => conn.prepare_cached(
                 "SELECT id, host_id, rule_id, subject FROM findings
-                 WHERE host_id = ?3 AND resolved_at IS NULL AND env_id = ?1 AND source = ?2",
+                 WHERE host_id = ?3 AND resolved_at IS NULL AND +env_id = ?1 AND source = ?2",
             )?,
             None => conn.prepare_cached(
                 "SELECT id, host_id, rule_id, subject FROM findings
@@ -188,7 +189,7 @@ fn queue_open_criticals(
         let mut stmt = match host {
             Some(_) => conn.prepare_cached(
                 "SELECT f.id, f.org_id, f.host_id, f.rule_id FROM findings f
-                 WHERE f.host_id = ?2 AND f.resolved_at IS NULL AND f.env_id = ?1 AND f.severity = 'critical'
+                 WHERE f.host_id = ?2 AND f.resolved_at IS NULL AND +f.env_id = ?1 AND f.severity = 'critical'
                    AND NOT EXISTS (SELECT 1 FROM queue q WHERE q.finding_id = f.id AND q.closed_at IS NULL)",
             )?,
             None => conn.prepare_cached(
