@@ -67,6 +67,8 @@ pub fn run(
 ) -> Result<JobReport, StoreError> {
     let mut report = JobReport::default();
     rejudge_if_catalog_changed(conn, now, &mut report)?;
+    // This run rescores every environment and org.
+    conn.execute("DELETE FROM dirty_scores WHERE since <= ?1", [ts(now)])?;
     let envs: Vec<(i64, String)> = conn
         .prepare("SELECT id, org_id FROM environments ORDER BY id")?
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
@@ -91,6 +93,32 @@ pub fn run(
         tx.commit()?;
     }
     Ok(report)
+}
+
+/// Rescores the environments marked dirty at ingest, and their orgs; returns how many.
+pub fn rescore_dirty(conn: &mut Connection, now: OffsetDateTime) -> Result<u32, StoreError> {
+    let dirty: Vec<(i64, String)> = conn
+        .prepare("SELECT env_id, org_id FROM dirty_scores ORDER BY since LIMIT 1000")?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    let mut orgs: Vec<String> = Vec::new();
+    for (env_id, org) in &dirty {
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tier = tier_of(&tx, org, now)?;
+        tx.execute("DELETE FROM dirty_scores WHERE env_id = ?1", [env_id])?;
+        risk::rescore_fleet(&tx, "env", &env_id.to_string(), tier, now)?;
+        tx.commit()?;
+        if !orgs.contains(org) {
+            orgs.push(org.clone());
+        }
+    }
+    for org in orgs {
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tier = tier_of(&tx, &org, now)?;
+        risk::rescore_fleet(&tx, "org", &org, tier, now)?;
+        tx.commit()?;
+    }
+    Ok(u32::try_from(dirty.len()).unwrap_or(u32::MAX))
 }
 
 fn tier_of(conn: &Connection, org: &str, now: OffsetDateTime) -> Result<Option<Tier>, StoreError> {

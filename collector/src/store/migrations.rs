@@ -289,6 +289,13 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE hosts ADD COLUMN trend_judged_at TEXT;
     -- The jobs walk each environment's hosts; hosts_org_env needs the org first.
     CREATE INDEX hosts_env ON hosts(env_id);
+    -- Environments whose host findings changed since their score was computed: rescored within
+    -- seconds by the jobs task (the full run every few minutes catches anything missed).
+    CREATE TABLE dirty_scores (
+        env_id  INTEGER PRIMARY KEY REFERENCES environments(id),
+        org_id  TEXT NOT NULL REFERENCES orgs(id),
+        since   TEXT NOT NULL
+    ) STRICT;
     "#,
     // 7: health-check reports as generated, so that a report can say what changed since the
     // previous one.

@@ -473,6 +473,11 @@ impl Store {
         self.blocking(move |conn| jobs::run(conn, now, &settings)).await
     }
 
+    /// Rescores the environments (and their orgs) whose findings changed since the last pass.
+    pub async fn rescore_dirty_async(&self, now: OffsetDateTime) -> Result<u32, StoreError> {
+        self.blocking(move |conn| jobs::rescore_dirty(conn, now)).await
+    }
+
     /// Takes the next due webhook event, leased for `lease`.
     pub async fn claim_webhook(
         &self,
@@ -1302,8 +1307,11 @@ fn judge_snapshot(
         snapshot: Some(snapshot.id),
         tier: agent.tier,
     };
-    risk::apply(conn, &judgement, &located, now)?;
+    let applied = risk::apply(conn, &judgement, &located, now)?;
     risk::rescore_host(conn, agent.host_id, agent.tier, now)?;
+    if !applied.touched.is_empty() && risk::is_scored(agent.tier) {
+        risk::mark_dirty(conn, agent.env_id, &agent.org, now)?;
+    }
     Ok(())
 }
 

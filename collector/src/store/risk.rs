@@ -422,6 +422,15 @@ fn record_history(
     Ok(())
 }
 
+/// Notes that an environment's (and so its org's) score is out of date.
+pub fn mark_dirty(conn: &Connection, env_id: i64, org: &str, now: OffsetDateTime) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "INSERT INTO dirty_scores (env_id, org_id, since) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
+    )?
+    .execute(params![env_id, org, ts(now)])?;
+    Ok(())
+}
+
 /// Scores an environment or an org over its hosts and open findings, stores it with its
 /// explanation and the day's history. `scope` is `env` (id: the env id) or `org`.
 pub fn rescore_fleet(

@@ -558,3 +558,32 @@ async fn alerts_for_findings_of_a_planned_change_wait_for_its_end() {
     );
     assert!(bad.unwrap_err().is_usage());
 }
+
+#[tokio::test]
+async fn environment_and_org_scores_follow_a_changed_host_within_a_pass() {
+    let org = org_with(&[Tier::PriorityPlus]).await;
+    let now = OffsetDateTime::now_utc();
+    org.store.run_jobs(now, &JobSettings::default()).unwrap();
+    assert_eq!(org.store.org_scores("ORG-1", now).unwrap().score, Some(0.0));
+
+    org.send(
+        now - TimeDuration::minutes(1),
+        vec![finding(critical_rule(), "")],
+        now,
+    )
+    .await;
+    assert_eq!(
+        org.count("SELECT COUNT(*) FROM dirty_scores"),
+        1,
+        "marked at ingest"
+    );
+    assert_eq!(org.store.rescore_dirty_async(now).await.unwrap(), 1);
+    assert_eq!(org.count("SELECT COUNT(*) FROM dirty_scores"), 0);
+    let scores = org.store.org_scores("ORG-1", now).unwrap();
+    assert!(scores.score.unwrap() > 0.0, "{scores:?}");
+    assert!(scores.environments[0].score.unwrap() > 0.0);
+
+    // Nothing changed: nothing marked.
+    org.send(now, vec![finding(critical_rule(), "")], now).await;
+    assert_eq!(org.count("SELECT COUNT(*) FROM dirty_scores"), 0);
+}
