@@ -6,70 +6,10 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use callhome_e2e::{Agent, Collector, post};
-use tempfile::TempDir;
-
-const CTXVDA_SHOW: &str = "systemctl+show+ctxvda.service+--property%3DLoadState%2CActiveState%2CSubState%2CResult%2CUnitFileState%2CNRestarts%2CActiveEnterTimestampMonotonic%2CStateChangeTimestampMonotonic";
-
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("fixtures/hosts")
-        .join(name)
-}
-
-fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        let kind = entry.file_type().unwrap();
-        if kind.is_dir() {
-            copy_tree(&entry.path(), &target);
-        } else if kind.is_symlink() {
-            std::os::unix::fs::symlink(std::fs::read_link(entry.path()).unwrap(), &target).unwrap();
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
-    }
-}
-
-/// The healthy RPM-family VDA captured at `captured_at`, with `ctxvda` failed when `vda_down`.
-fn rpm_host(dir: &TempDir, name: &str, captured_at: &str, vda_down: bool) -> PathBuf {
-    let root = dir.path().join(name);
-    copy_tree(&fixture("rpm-healthy"), &root);
-    let capture = root.join(".callhome/capture.json");
-    let mut meta: serde_json::Value = serde_json::from_slice(&std::fs::read(&capture).unwrap()).unwrap();
-    meta["captured_at"] = captured_at.into();
-    std::fs::write(&capture, serde_json::to_vec(&meta).unwrap()).unwrap();
-    if vda_down {
-        let stdout = root.join(".callhome/commands").join(CTXVDA_SHOW).join("stdout");
-        std::fs::write(
-            stdout,
-            "Result=exit-code\nNRestarts=0\nLoadState=loaded\nActiveState=failed\nSubState=failed\n\
-             UnitFileState=enabled\nStateChangeTimestampMonotonic=41123456\nActiveEnterTimestampMonotonic=0\n",
-        )
-        .unwrap();
-    }
-    root
-}
-
-/// What `send` does, for a host read from a tree (`send` itself reads only the live host): the
-/// snapshot exactly as `collect --root` prints it, posted with the agent's credential.
-fn send_tree(agent: &Agent, collector: &Collector, root: &Path) {
-    let snapshot = agent.run_ok(&["collect", "--root", root.to_str().unwrap()]);
-    let reply = post(
-        collector,
-        callhome_shared::api::SNAPSHOTS_PATH,
-        Some(&agent.credential()),
-        None,
-        snapshot.into_bytes(),
-    );
-    assert_eq!(reply.status, 201, "{reply:?}");
-}
+use callhome_e2e::{Agent, Collector, rpm_host, send_tree};
 
 /// One request the receiver got: lower-cased headers and the body.
 #[derive(Debug, Clone)]
@@ -171,7 +111,7 @@ fn priority_plus_critical_is_queued_alerted_and_resolved_when_fixed() {
     agent.enroll(&collector, &token);
     let trees = tempfile::tempdir().unwrap();
 
-    let down = rpm_host(&trees, "down", "2026-11-20T09:00:00Z", true);
+    let down = rpm_host(trees.path(), "down", "2026-11-20T09:00:00Z", true);
     send_tree(&agent, &collector, &down);
 
     let open = json(&collector.admin(&["finding", "list", "ACME", "--json", "--rule", "SVC-VDA-001"]));
@@ -220,7 +160,7 @@ fn priority_plus_critical_is_queued_alerted_and_resolved_when_fixed() {
     assert_eq!(acked[0]["acknowledged_by"], "tam@example.com");
 
     // The next snapshot shows it fixed: the finding resolves and the entry closes.
-    let fixed = rpm_host(&trees, "fixed", "2026-11-20T10:00:00Z", false);
+    let fixed = rpm_host(trees.path(), "fixed", "2026-11-20T10:00:00Z", false);
     send_tree(&agent, &collector, &fixed);
     let open = json(&collector.admin(&["finding", "list", "ACME", "--json", "--rule", "SVC-VDA-001"]));
     assert!(open.as_array().unwrap().is_empty(), "{open:#}");
@@ -287,7 +227,7 @@ fn a_mixed_tier_org_is_served_as_select() {
     let agent = Agent::new();
     agent.enroll(&collector, &token);
     let trees = tempfile::tempdir().unwrap();
-    let down = rpm_host(&trees, "down", "2026-11-20T09:00:00Z", true);
+    let down = rpm_host(trees.path(), "down", "2026-11-20T09:00:00Z", true);
     send_tree(&agent, &collector, &down);
 
     let orgs = json(&collector.admin(&["org", "list", "--json"]));

@@ -15,7 +15,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::risk::{self, FindingFilter, FindingRow, FindingState};
-use super::{Contract, Store, StoreError, conversion_error, require_org, ts};
+use super::{Store, StoreError, conversion_error, require_org, ts};
 use crate::csv_export::{Csv, Field};
 use crate::diff::{self, Change};
 use crate::entitlement::{self, ContractTerm, Tier};
@@ -346,20 +346,7 @@ fn tiers(
         }
     };
     let mut stmt = conn.prepare_cached(&sql)?;
-    let rows = stmt.query_map(params_from_iter(orgs.unwrap_or_default()), |r| {
-        let tier: String = r.get(3)?;
-        let start: String = r.get(4)?;
-        let end: String = r.get(5)?;
-        Ok(Contract {
-            id: r.get(0)?,
-            org: r.get(1)?,
-            product: r.get(2)?,
-            tier: tier.parse().map_err(|e: String| conversion_error(3, e))?,
-            start: entitlement::parse_date(&start).map_err(|e| conversion_error(4, e))?,
-            end: entitlement::parse_date(&end).map_err(|e| conversion_error(5, e))?,
-            created_at: r.get(6)?,
-        })
-    })?;
+    let rows = stmt.query_map(params_from_iter(orgs.unwrap_or_default()), super::contract_row)?;
     let mut terms: HashMap<String, Vec<ContractTerm>> = HashMap::new();
     for c in rows {
         let c = c?;

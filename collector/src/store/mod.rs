@@ -1322,21 +1322,24 @@ fn contracts_of(conn: &Connection, org: &str) -> Result<Vec<Contract>, StoreErro
         "SELECT id, org_id, product, tier, start_date, end_date, created_at
          FROM contracts WHERE org_id = ?1 ORDER BY start_date, id",
     )?;
-    let rows = stmt.query_map([org], |r| {
-        let tier: String = r.get(3)?;
-        let start: String = r.get(4)?;
-        let end: String = r.get(5)?;
-        Ok(Contract {
-            id: r.get(0)?,
-            org: r.get(1)?,
-            product: r.get(2)?,
-            tier: tier.parse().map_err(|e: String| conversion_error(3, e))?,
-            start: entitlement::parse_date(&start).map_err(|e| conversion_error(4, e))?,
-            end: entitlement::parse_date(&end).map_err(|e| conversion_error(5, e))?,
-            created_at: r.get(6)?,
-        })
-    })?;
+    let rows = stmt.query_map([org], contract_row)?;
     Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// A `contracts` row selected as `id, org_id, product, tier, start_date, end_date, created_at`.
+pub(super) fn contract_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Contract> {
+    let tier: String = r.get(3)?;
+    let start: String = r.get(4)?;
+    let end: String = r.get(5)?;
+    Ok(Contract {
+        id: r.get(0)?,
+        org: r.get(1)?,
+        product: r.get(2)?,
+        tier: tier.parse().map_err(|e: String| conversion_error(3, e))?,
+        start: entitlement::parse_date(&start).map_err(|e| conversion_error(4, e))?,
+        end: entitlement::parse_date(&end).map_err(|e| conversion_error(5, e))?,
+        created_at: r.get(6)?,
+    })
 }
 
 fn require_org(conn: &Connection, org: &str) -> Result<(), StoreError> {
