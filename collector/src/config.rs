@@ -202,7 +202,10 @@ pub struct Limits {
     pub agent_posts_per_minute: u32,
     pub agent_posts_burst: u32,
     /// Every request from one client address (also the console and enrollment): a token bucket
-    /// with a burst of the same size. `/healthz` and `/readyz` are exempt (load balancers).
+    /// with a burst of the same size. `/healthz` and `/readyz` are exempt (load balancers). The
+    /// address is the TCP peer's: behind a proxy or load balancer that does not pass TCP through,
+    /// every request comes from its address, so raise this (and `max_connections_per_ip`) to the
+    /// whole fleet's rate there; agents behind one NAT gateway share it too.
     pub requests_per_minute_per_ip: u32,
     /// Open connections at once; the next one is closed before its TLS handshake.
     pub max_connections: u32,

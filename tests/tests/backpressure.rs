@@ -14,6 +14,10 @@ use serde_json::Value;
 use uuid::Uuid;
 
 const SNAPSHOTS: &str = "/v1/snapshots";
+/// These tests flood from one credential and one address on purpose, to reach the ingest queue's
+/// limit; the per-credential and per-address rate limits (tested in `limits.rs`) stay out of the way.
+const NO_RATE_LIMITS: &str =
+    "agent_posts_per_minute = 1000000\nagent_posts_burst = 1000000\nrequests_per_minute_per_ip = 1000000\n";
 
 /// A collector with the demo org and `config`, one enrolled agent, and a snapshot of this host to send
 /// under fresh ids.
@@ -198,7 +202,9 @@ fn assert_too_many_requests(id: &str, outcome: &Outcome, base: u64) {
 
 #[test]
 fn a_full_ingest_queue_answers_429_with_retry_after_and_every_2xx_is_stored() {
-    let setup = Setup::new("[limits]\nmax_inflight_snapshots = 2\nretry_after_secs = 2\n");
+    let setup = Setup::new(&format!(
+        "[limits]\nmax_inflight_snapshots = 2\nretry_after_secs = 2\n{NO_RATE_LIMITS}"
+    ));
     let poster = Poster::new(&setup);
     let mut first_answer: BTreeMap<String, u16> = BTreeMap::new();
     let mut refused = 0usize;
@@ -278,7 +284,9 @@ fn a_full_ingest_queue_answers_429_with_retry_after_and_every_2xx_is_stored() {
 
 #[test]
 fn sigterm_drains_in_flight_posts_exits_0_and_every_2xx_is_stored() {
-    let mut setup = Setup::new("[limits]\nshutdown_drain_secs = 10\nretry_after_secs = 2\n");
+    let mut setup = Setup::new(&format!(
+        "[limits]\nshutdown_drain_secs = 10\nretry_after_secs = 2\n{NO_RATE_LIMITS}"
+    ));
 
     // In flight at SIGTERM: a post whose body is half sent.
     let (held_id, held_body) = setup.fresh();
