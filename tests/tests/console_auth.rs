@@ -239,10 +239,13 @@ fn accounts_sign_in_sign_out_and_revoked_tokens_over_https() {
     let home = browser.get("/", Some(&cookie), None);
     assert_eq!(home.status, 200, "{}", home.body);
     assert!(
-        home.body.contains("Tam One") && home.body.contains("ACME"),
-        "{}",
+        home.body.contains("Tam One") && home.body.contains("Critical queue"),
+        "the home page is the signed-in user's queue: {}",
         home.body
     );
+    let customers = browser.get("/customers", Some(&cookie), None);
+    assert_eq!(customers.status, 200, "{}", customers.body);
+    assert!(customers.body.contains("ACME"), "{}", customers.body);
     assert!(!home.body.contains("OTHER"));
     assert_eq!(home.headers["content-security-policy"], "default-src 'self'");
     let me: serde_json::Value =
