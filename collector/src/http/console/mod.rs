@@ -64,6 +64,7 @@ pub const PAGES: &[(http::Method, &str, bool)] = &[
     (http::Method::GET, customers::CUSTOMERS_PATH, true),
     (http::Method::GET, "/orgs/{org}", true),
     (http::Method::GET, "/orgs/{org}/report", true),
+    (http::Method::GET, "/orgs/{org}/capacity", true),
     (http::Method::GET, "/orgs/{org}/findings.csv", true),
     (http::Method::GET, "/orgs/{org}/hosts.csv", true),
     (http::Method::GET, "/hosts/{host_id}", true),
@@ -86,6 +87,7 @@ pub fn routes() -> Router<AppState> {
         .route(customers::CUSTOMERS_PATH, get(customers::customers_page))
         .route("/orgs/{org}", get(org::org_page))
         .route("/orgs/{org}/report", get(report::report_page))
+        .route("/orgs/{org}/capacity", get(org::capacity_page))
         .route("/orgs/{org}/findings.csv", get(org::findings_csv))
         .route("/orgs/{org}/hosts.csv", get(org::hosts_csv))
         .route("/hosts/{host_id}", get(host::host_page))

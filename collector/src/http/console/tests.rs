@@ -1028,6 +1028,19 @@ async fn the_org_page_groups_findings_by_rule_with_links_to_hosts() {
         assert!(body.contains(&format!("href=\"{link}\"")), "{link}: {body}");
     }
     assert!(!body.contains("vda-other"));
+    assert!(body.contains("href=\"/orgs/ORG-1/capacity\""), "{body}");
+
+    // Capacity has its own page (it reads every host's history).
+    let capacity = f.get("/orgs/ORG-1/capacity", Some(&tam)).await;
+    assert_eq!(capacity.status, StatusCode::OK, "{}", capacity.body);
+    assert!(
+        capacity.body.contains("<h2>By environment</h2>"),
+        "{}",
+        capacity.body
+    );
+    assert!(capacity.body.contains("<td>prod</td>"), "{}", capacity.body);
+    let other_env = f.get("/orgs/ORG-1/capacity?env=nope", Some(&tam)).await;
+    assert_eq!(other_env.status, StatusCode::NOT_FOUND);
 
     let env = f.get("/orgs/ORG-1?env=prod", Some(&tam)).await;
     assert_eq!(env.status, StatusCode::OK);
