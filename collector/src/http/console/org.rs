@@ -84,6 +84,9 @@ struct RuleGroupRow {
     severity_class: &'static str,
     title: String,
     findings: usize,
+    /// Hosts affected, all of them.
+    host_count: usize,
+    /// The first of them by name, linked; the rest are counted (the CSV lists all).
     hosts: Vec<HostLink>,
     /// Findings without a host (environment-wide judgements).
     environment_wide: usize,
@@ -118,6 +121,9 @@ struct CapacityRow {
     hosts_unknown: u32,
 }
 
+/// Host links listed per rule on the org page.
+const MAX_HOST_LINKS: usize = 25;
+
 /// Open findings grouped by rule, worst first, then broadest; each group lists its hosts.
 fn group_by_rule(findings: Vec<FindingRow>) -> Vec<RuleGroupRow> {
     let mut groups: BTreeMap<String, Vec<FindingRow>> = BTreeMap::new();
@@ -141,12 +147,16 @@ fn group_by_rule(findings: Vec<FindingRow>) -> Vec<RuleGroupRow> {
             }
             let mut hosts: Vec<HostLink> = hosts.into_values().collect();
             hosts.sort_by(|a, b| a.name.cmp(&b.name));
+            let host_count = hosts.len();
+            // A rule on 3,000 hosts would make a page of links no one reads, slow to send.
+            hosts.truncate(MAX_HOST_LINKS);
             let info = callhome_shared::rules::rule_info(&rule);
             let row = RuleGroupRow {
                 severity: severity_label(worst),
                 severity_class: worst.as_str(),
                 title: fs.first().map(|f| f.title.clone()).unwrap_or_default(),
                 findings: fs.len(),
+                host_count,
                 environment_wide: fs.iter().filter(|f| f.host_id.is_none()).count(),
                 change_related: fs.iter().filter(|f| f.change_window.is_some()).count(),
                 remediation: info.map(|i| i.remediation),
@@ -158,7 +168,7 @@ fn group_by_rule(findings: Vec<FindingRow>) -> Vec<RuleGroupRow> {
         .collect();
     rows.sort_by(|(sa, a), (sb, b)| {
         sb.cmp(sa)
-            .then(b.hosts.len().cmp(&a.hosts.len()))
+            .then(b.host_count.cmp(&a.host_count))
             .then(a.rule.cmp(&b.rule))
     });
     rows.into_iter().map(|(_, r)| r).collect()
