@@ -88,8 +88,12 @@ pub fn routes() -> Router<AppState> {
         .route("/orgs/{org}", get(org::org_page))
         .route("/orgs/{org}/report", get(report::report_page))
         .route("/orgs/{org}/capacity", get(org::capacity_page))
-        .route("/orgs/{org}/findings.csv", get(org::findings_csv))
-        .route("/orgs/{org}/hosts.csv", get(org::hosts_csv))
+        // The API's CSV handlers: the same files, with the sign-in redirect of a page.
+        .route(
+            "/orgs/{org}/findings.csv",
+            get(crate::http::api::orgs::findings_csv),
+        )
+        .route("/orgs/{org}/hosts.csv", get(crate::http::api::orgs::hosts_csv))
         .route("/hosts/{host_id}", get(host::host_page))
         .route("/hosts/{host_id}/diff", get(host::host_diff))
         .route("/queue/{id}/changes", get(host::queue_changes))

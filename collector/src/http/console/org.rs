@@ -7,17 +7,16 @@ use std::collections::BTreeMap;
 
 use askama::Template;
 use axum::extract::{Path, Query, State};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use callhome_shared::rules::Severity;
-use http::header::{CONTENT_DISPOSITION, CONTENT_TYPE};
-use http::{HeaderValue, StatusCode};
+use http::StatusCode;
 use serde::Deserialize;
 use time::OffsetDateTime;
 
 use super::charts::{daily_points, trend_chart};
 use super::html;
 use super::layout::{Layout, Stamp};
-use super::view::{file_safe, score_text, severity_label, store_error, tier_label};
+use super::view::{score_text, severity_label, store_error, tier_label};
 use crate::http::auth::Principal;
 use crate::http::{AppError, AppState};
 use crate::store::console::{DayScore, FindingQuery, TREND_DAYS};
@@ -301,46 +300,6 @@ pub async fn org_page(
         env,
     };
     Ok(html(StatusCode::OK, &page))
-}
-
-fn csv_answer(org: &str, what: &str, body: String) -> Response {
-    let disposition = format!("attachment; filename=\"{}-{what}.csv\"", file_safe(org));
-    let disposition =
-        HeaderValue::from_str(&disposition).unwrap_or_else(|_| HeaderValue::from_static("attachment"));
-    (
-        [
-            (CONTENT_TYPE, HeaderValue::from_static("text/csv; charset=utf-8")),
-            (CONTENT_DISPOSITION, disposition),
-        ],
-        body,
-    )
-        .into_response()
-}
-
-/// `GET /orgs/{org}/findings.csv`: the org's open findings.
-pub async fn findings_csv(
-    State(state): State<AppState>,
-    principal: Principal,
-    Path(org): Path<String>,
-) -> Result<Response, AppError> {
-    principal.require_org(&org)?;
-    let body = state
-        .store
-        .findings_csv(&org, FindingQuery::default(), OffsetDateTime::now_utc())
-        .await
-        .map_err(store_error)?;
-    Ok(csv_answer(&org, "findings", body))
-}
-
-/// `GET /orgs/{org}/hosts.csv`: the org's hosts.
-pub async fn hosts_csv(
-    State(state): State<AppState>,
-    principal: Principal,
-    Path(org): Path<String>,
-) -> Result<Response, AppError> {
-    principal.require_org(&org)?;
-    let body = state.store.hosts_csv(&org).await.map_err(store_error)?;
-    Ok(csv_answer(&org, "hosts", body))
 }
 
 pub async fn capacity_page(

@@ -247,19 +247,6 @@ pub fn severity_counts<'a>(severities: impl Iterator<Item = &'a Severity>) -> Ve
     .collect()
 }
 
-/// An id as a file name part: letters, digits, `-`, `_` and `.` only.
-pub fn file_safe(id: &str) -> String {
-    id.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -305,6 +292,5 @@ mod tests {
         assert_eq!(Delta::new(Some(-1.0), 30).text, "▼ 1.0");
         assert_eq!(Delta::new(Some(0.0), 30).class, "same");
         assert_eq!(Delta::new(None, 30).class, "unknown");
-        assert_eq!(file_safe("AC/ME \"1\""), "AC_ME__1_");
     }
 }
