@@ -13,6 +13,7 @@ use time::OffsetDateTime;
 use crate::cli::{CliError, Output, print_json, print_table, short_ts};
 use crate::password::{self, Hasher};
 use crate::store::accounts::Role;
+use crate::store::audit::Actor;
 use crate::store::{Revoked, Store};
 
 #[derive(Debug, Subcommand)]
@@ -117,7 +118,7 @@ pub fn user(store: &Store, cmd: &UserCommand, now: OffsetDateTime) -> Result<(),
             } else {
                 read_password()?
             };
-            let user = store.add_user(login, name, *role, &hash(&password)?, now)?;
+            let user = store.add_user(login, name, *role, &hash(&password)?, &Actor::cli(), now)?;
             eprintln!("added {} {} ({})", user.role, user.login, user.name);
             if *generate_password {
                 println!("{password}");
@@ -152,7 +153,7 @@ pub fn user(store: &Store, cmd: &UserCommand, now: OffsetDateTime) -> Result<(),
             );
         }
         UserCommand::Disable { login } => {
-            if store.disable_user(login, now)? {
+            if store.disable_user(login, &Actor::cli(), now)? {
                 eprintln!("disabled {login}: sessions ended, API tokens no longer work");
             } else {
                 eprintln!("{login} was already disabled");
@@ -160,7 +161,7 @@ pub fn user(store: &Store, cmd: &UserCommand, now: OffsetDateTime) -> Result<(),
         }
         UserCommand::Passwd { login } => {
             let password = read_password()?;
-            store.set_password(login, &hash(&password)?)?;
+            store.set_password(login, &hash(&password)?, &Actor::cli(), now)?;
             eprintln!("password of {login} changed; their sessions ended");
         }
     }
@@ -170,14 +171,14 @@ pub fn user(store: &Store, cmd: &UserCommand, now: OffsetDateTime) -> Result<(),
 pub fn tam(store: &Store, cmd: &TamCommand, now: OffsetDateTime) -> Result<(), CliError> {
     match cmd {
         TamCommand::Assign { login, org } => {
-            if store.assign_tam(login, org, now)? {
+            if store.assign_tam(login, org, &Actor::cli(), now)? {
                 eprintln!("{login} now sees org {org}");
             } else {
                 eprintln!("{login} already saw org {org}");
             }
         }
         TamCommand::Unassign { login, org } => {
-            if store.unassign_tam(login, org)? {
+            if store.unassign_tam(login, org, &Actor::cli(), now)? {
                 eprintln!("{login} no longer sees org {org}");
             } else {
                 eprintln!("{login} was not assigned to org {org}");
@@ -190,7 +191,7 @@ pub fn tam(store: &Store, cmd: &TamCommand, now: OffsetDateTime) -> Result<(), C
 pub fn api_token(store: &Store, cmd: &ApiTokenCommand, now: OffsetDateTime) -> Result<(), CliError> {
     match cmd {
         ApiTokenCommand::Issue { login, name } => {
-            let issued = store.issue_api_token(login, name, now)?;
+            let issued = store.issue_api_token(login, name, &Actor::cli(), now)?;
             eprintln!("issued API token {} for {login} ({name})", issued.id);
             println!("{}", issued.token.expose());
         }
@@ -218,7 +219,7 @@ pub fn api_token(store: &Store, cmd: &ApiTokenCommand, now: OffsetDateTime) -> R
                 }),
             );
         }
-        ApiTokenCommand::Revoke { id } => match store.revoke_api_token(id, now)? {
+        ApiTokenCommand::Revoke { id } => match store.revoke_api_token(id, &Actor::cli(), now)? {
             Revoked::Now => eprintln!("revoked API token {id}"),
             Revoked::Already => eprintln!("API token {id} was already revoked"),
         },

@@ -16,6 +16,7 @@ use time::{Date, OffsetDateTime};
 use crate::config::Config;
 use crate::entitlement::{self, Tier};
 use crate::risk_cmd;
+use crate::store::audit::Actor;
 use crate::store::{Revoked, Store, StoreError, ts};
 
 /// `EX_CONFIG` from sysexits.h.
@@ -359,7 +360,7 @@ fn open(cli: &Cli) -> Result<Store, CliError> {
 fn org(store: &Store, cmd: &OrgCommand, now: OffsetDateTime) -> Result<(), CliError> {
     match cmd {
         OrgCommand::Add { org, name } => {
-            let org = store.add_org(org, name, now)?;
+            let org = store.add_org(org, name, &Actor::cli(), now)?;
             eprintln!("added org {} ({})", org.id, org.name);
         }
         OrgCommand::List(output) => {
@@ -409,7 +410,7 @@ fn contract(store: &Store, cmd: &ContractCommand, now: OffsetDateTime) -> Result
             start,
             end,
         } => {
-            let c = store.add_contract(org, product, *tier, *start, *end, now)?;
+            let c = store.add_contract(org, product, *tier, *start, *end, &Actor::cli(), now)?;
             eprintln!(
                 "added contract {} for org {}: {} {} from {} to {}",
                 c.id, c.org, c.product, c.tier, c.start, c.end
@@ -475,7 +476,13 @@ fn token(store: &Store, cmd: &TokenCommand, now: OffsetDateTime) -> Result<(), C
             expires_in_days,
         } => {
             let issued =
-                store.issue_token(org, env, time::Duration::days(i64::from(*expires_in_days)), now)?;
+                store.issue_token(
+                    org,
+                    env,
+                    time::Duration::days(i64::from(*expires_in_days)),
+                    &Actor::cli(),
+                    now,
+                )?;
             eprintln!(
                 "issued enrollment token {} for org {org}, environment {env}, expiring {}",
                 issued.id, issued.expires_at
@@ -509,7 +516,7 @@ fn token(store: &Store, cmd: &TokenCommand, now: OffsetDateTime) -> Result<(), C
                 }),
             );
         }
-        TokenCommand::Revoke { token_id } => match store.revoke_token(token_id, now)? {
+        TokenCommand::Revoke { token_id } => match store.revoke_token(token_id, &Actor::cli(), now)? {
             Revoked::Now => eprintln!("revoked token {token_id}"),
             Revoked::Already => eprintln!("token {token_id} was already revoked"),
         },

@@ -10,6 +10,7 @@ use callhome_shared::rules::Severity;
 
 use crate::cli::{CliError, Output, print_json, print_table, short_ts};
 use crate::config::Config;
+use crate::store::audit::Actor;
 use crate::store::jobs::JobSettings;
 use crate::store::risk::{FindingFilter, FindingState};
 use crate::store::{NewSuppression, Store};
@@ -252,6 +253,7 @@ pub fn suppress(store: &Store, cmd: &SuppressCommand, now: OffsetDateTime) -> Re
                     author: author.clone(),
                     expires_at: now + time::Duration::days(i64::from(*days)),
                 },
+                &Actor::cli(),
                 now,
             )?;
             eprintln!(
@@ -288,7 +290,7 @@ pub fn suppress(store: &Store, cmd: &SuppressCommand, now: OffsetDateTime) -> Re
             );
         }
         SuppressCommand::End { id, by } => {
-            if store.end_suppression(*id, by, now)? {
+            if store.end_suppression(*id, by, &Actor::cli(), now)? {
                 eprintln!("ended suppression {id}");
             } else {
                 eprintln!("suppression {id} had already ended");
@@ -331,7 +333,7 @@ pub fn queue(store: &Store, cmd: &QueueCommand, now: OffsetDateTime) -> Result<(
             );
         }
         QueueCommand::Ack { id, by } => {
-            if store.acknowledge(*id, by, now)? {
+            if store.acknowledge(*id, by, &Actor::cli(), now)? {
                 eprintln!("acknowledged queue entry {id}");
             } else {
                 eprintln!("queue entry {id} was already acknowledged");
@@ -477,6 +479,7 @@ pub fn change(store: &Store, cmd: &ChangeCommand, now: OffsetDateTime) -> Result
                     description: description.clone(),
                     author: author.clone(),
                 },
+                &Actor::cli(),
                 now,
             )?;
             eprintln!(
@@ -524,7 +527,7 @@ pub fn change(store: &Store, cmd: &ChangeCommand, now: OffsetDateTime) -> Result
             );
         }
         ChangeCommand::Cancel { id } => {
-            if store.cancel_change_window(*id, now)? {
+            if store.cancel_change_window(*id, &Actor::cli(), now)? {
                 eprintln!("cancelled change window {id}");
             } else {
                 eprintln!("change window {id} was already cancelled");

@@ -45,6 +45,7 @@ use crate::config::ConsoleConfig;
 use crate::password::Hasher;
 use crate::secret;
 use crate::store::accounts::{Account, Role, Visibility};
+use crate::store::audit::Actor;
 
 pub const SESSION_COOKIE: &str = "callhome_session";
 /// The path API clients are told to sign in at, and pages redirect to.
@@ -114,10 +115,12 @@ pub struct Principal {
     pub role: Role,
     visibility: Visibility,
     pub via: Via,
+    /// The client's address (for the audit log); `None` when the connection's is unknown.
+    pub address: Option<String>,
 }
 
 impl Principal {
-    fn new(account: Account, via: Via) -> Principal {
+    fn new(account: Account, via: Via, address: Option<String>) -> Principal {
         Principal {
             user_id: account.user_id,
             login: account.login,
@@ -125,7 +128,13 @@ impl Principal {
             role: account.role,
             visibility: account.visibility,
             via,
+            address,
         }
+    }
+
+    /// The principal as the audit log records it.
+    pub fn actor(&self) -> Actor {
+        Actor::user(&self.login, self.role, self.address.as_deref())
     }
 
     pub fn is_admin(&self) -> bool {
@@ -317,7 +326,7 @@ pub async fn authenticate(parts: &Parts, state: &AppState) -> Result<Option<Prin
             .await
             .map_err(|e| AuthRejection::Store(e.into()))?
             .ok_or(AuthRejection::InvalidToken)?;
-        return Ok(Some(Principal::new(account, Via::ApiToken)));
+        return Ok(Some(Principal::new(account, Via::ApiToken, client_ip(&parts.extensions))));
     }
     let Some(token) = cookie(&parts.headers, SESSION_COOKIE).filter(|t| secret::has_shape(t, "chs_")) else {
         return Ok(None);
@@ -334,6 +343,7 @@ pub async fn authenticate(parts: &Parts, state: &AppState) -> Result<Option<Prin
                 id: s.id,
                 csrf: s.csrf,
             },
+            client_ip(&parts.extensions),
         )
     }))
 }

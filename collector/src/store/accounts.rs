@@ -23,6 +23,7 @@ use serde::Serialize;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
+use super::audit::{self, Action, Actor, ActorKind};
 use super::{Revoked, Store, StoreError, require_org, ts};
 use crate::config::ConsoleConfig;
 use crate::password::{Hasher, PasswordHash};
@@ -165,6 +166,7 @@ impl Store {
         name: &str,
         role: Role,
         password: &PasswordHash,
+        actor: &Actor,
         now: OffsetDateTime,
     ) -> Result<User, StoreError> {
         let login = normalize_login(login)?;
@@ -174,9 +176,10 @@ impl Store {
                 "a user's name must be 1 to 200 printable characters".to_owned(),
             ));
         }
-        let conn = self.lock();
+        let mut conn = self.lock();
+        let tx = conn.transaction()?;
         let created_at = ts(now);
-        let inserted = conn.execute(
+        let inserted = tx.execute(
             "INSERT INTO users (login, display_name, role, password_hash, created_at)
              VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT(login) DO NOTHING",
             params![login, name, role.as_str(), password.as_str(), created_at],
@@ -184,8 +187,12 @@ impl Store {
         if inserted == 0 {
             return Err(StoreError::Conflict(format!("user `{login}` already exists")));
         }
+        let id = tx.last_insert_rowid();
+        let details = serde_json::json!({ "role": role.as_str() });
+        audit::record(&tx, actor, Action::UserAdd, &login, None, details, now)?;
+        tx.commit()?;
         Ok(User {
-            id: conn.last_insert_rowid(),
+            id,
             login,
             name: name.to_owned(),
             role,
@@ -225,7 +232,7 @@ impl Store {
 
     /// Disables a user and ends their sessions; their tokens stop working with them. `false` when
     /// the user was disabled already.
-    pub fn disable_user(&self, login: &str, now: OffsetDateTime) -> Result<bool, StoreError> {
+    pub fn disable_user(&self, login: &str, actor: &Actor, now: OffsetDateTime) -> Result<bool, StoreError> {
         let mut conn = self.lock();
         let tx = conn.transaction()?;
         let (id, disabled_at) = require_user(&tx, login)?;
@@ -238,12 +245,20 @@ impl Store {
             "UPDATE users SET disabled_at = ?2 WHERE id = ?1",
             params![id, ts(now)],
         )?;
+        let login = login.trim().to_lowercase();
+        audit::record(&tx, actor, Action::UserDisable, &login, None, serde_json::json!({}), now)?;
         tx.commit()?;
         Ok(true)
     }
 
     /// Replaces a user's password and ends their sessions (whoever knew the old one is signed out).
-    pub fn set_password(&self, login: &str, password: &PasswordHash) -> Result<(), StoreError> {
+    pub fn set_password(
+        &self,
+        login: &str,
+        password: &PasswordHash,
+        actor: &Actor,
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError> {
         let mut conn = self.lock();
         let tx = conn.transaction()?;
         let (id, _) = require_user(&tx, login)?;
@@ -252,37 +267,66 @@ impl Store {
             params![id, password.as_str()],
         )?;
         tx.execute("DELETE FROM sessions WHERE user_id = ?1", [id])?;
+        let login = login.trim().to_lowercase();
+        let details = serde_json::json!({});
+        audit::record(&tx, actor, Action::PasswordChange, &login, None, details, now)?;
         tx.commit()?;
         Ok(())
     }
 
     /// Assigns a TAM to an org; `false` when already assigned. Admins see every org and cannot be
     /// assigned.
-    pub fn assign_tam(&self, login: &str, org: &str, now: OffsetDateTime) -> Result<bool, StoreError> {
-        let conn = self.lock();
-        let (id, _) = require_user(&conn, login)?;
-        if user_role(&conn, id)? == Role::Admin {
+    pub fn assign_tam(
+        &self,
+        login: &str,
+        org: &str,
+        actor: &Actor,
+        now: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        let mut conn = self.lock();
+        let tx = conn.transaction()?;
+        let (id, _) = require_user(&tx, login)?;
+        if user_role(&tx, id)? == Role::Admin {
             return Err(StoreError::Invalid(format!(
                 "`{login}` is an admin and sees every org: only TAMs are assigned to orgs"
             )));
         }
-        require_org(&conn, org)?;
-        let inserted = conn.execute(
+        require_org(&tx, org)?;
+        let inserted = tx.execute(
             "INSERT INTO tam_orgs (user_id, org_id, assigned_at) VALUES (?1, ?2, ?3)
              ON CONFLICT(user_id, org_id) DO NOTHING",
             params![id, org, ts(now)],
         )?;
+        if inserted == 1 {
+            let login = login.trim().to_lowercase();
+            let details = serde_json::json!({});
+            audit::record(&tx, actor, Action::TamAssign, &login, Some(org), details, now)?;
+        }
+        tx.commit()?;
         Ok(inserted == 1)
     }
 
     /// `false` when the TAM was not assigned to the org.
-    pub fn unassign_tam(&self, login: &str, org: &str) -> Result<bool, StoreError> {
-        let conn = self.lock();
-        let (id, _) = require_user(&conn, login)?;
-        let deleted = conn.execute(
+    pub fn unassign_tam(
+        &self,
+        login: &str,
+        org: &str,
+        actor: &Actor,
+        now: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        let mut conn = self.lock();
+        let tx = conn.transaction()?;
+        let (id, _) = require_user(&tx, login)?;
+        let deleted = tx.execute(
             "DELETE FROM tam_orgs WHERE user_id = ?1 AND org_id = ?2",
             params![id, org],
         )?;
+        if deleted == 1 {
+            let login = login.trim().to_lowercase();
+            let details = serde_json::json!({});
+            audit::record(&tx, actor, Action::TamUnassign, &login, Some(org), details, now)?;
+        }
+        tx.commit()?;
         Ok(deleted == 1)
     }
 
@@ -299,6 +343,7 @@ impl Store {
         &self,
         login: &str,
         name: &str,
+        actor: &Actor,
         now: OffsetDateTime,
     ) -> Result<IssuedApiToken, StoreError> {
         let name = name.trim();
@@ -309,15 +354,19 @@ impl Store {
         }
         let token = secret::new_tam_token()?;
         let id = format!("tt_{}", secret::random_hex(8)?);
-        let conn = self.lock();
-        let (user_id, disabled_at) = require_user(&conn, login)?;
+        let mut conn = self.lock();
+        let tx = conn.transaction()?;
+        let (user_id, disabled_at) = require_user(&tx, login)?;
         if disabled_at.is_some() {
             return Err(StoreError::Invalid(format!("user `{login}` is disabled")));
         }
-        conn.execute(
+        tx.execute(
             "INSERT INTO api_tokens (id, token_hash, user_id, name, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
             params![id, token.hash(), user_id, name, ts(now)],
         )?;
+        let details = serde_json::json!({ "user": login.trim().to_lowercase(), "name": name });
+        audit::record(&tx, actor, Action::ApiTokenIssue, &id, None, details, now)?;
+        tx.commit()?;
         Ok(IssuedApiToken { id, token })
     }
 
@@ -346,25 +395,30 @@ impl Store {
         Ok(rows)
     }
 
-    pub fn revoke_api_token(&self, id: &str, now: OffsetDateTime) -> Result<Revoked, StoreError> {
-        let conn = self.lock();
-        let revoked_at: Option<Option<String>> = conn
+    pub fn revoke_api_token(&self, id: &str, actor: &Actor, now: OffsetDateTime) -> Result<Revoked, StoreError> {
+        let mut conn = self.lock();
+        let tx = conn.transaction()?;
+        let found: Option<(String, Option<String>)> = tx
             .query_row(
-                "SELECT revoked_at FROM api_tokens WHERE id = ?1 OR token_hash = ?2",
+                "SELECT id, revoked_at FROM api_tokens WHERE id = ?1 OR token_hash = ?2",
                 params![id, secret::hash_secret(id)],
-                |r| r.get(0),
+                |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .optional()?;
-        match revoked_at {
+        // The audit target is the token's id, never what was typed (which may be the token).
+        match found {
             None => Err(StoreError::NotFound(format!(
                 "unknown API token id `{id}` (see `api-token list`)"
             ))),
-            Some(Some(_)) => Ok(Revoked::Already),
-            Some(None) => {
-                conn.execute(
-                    "UPDATE api_tokens SET revoked_at = ?2 WHERE (id = ?1 OR token_hash = ?3) AND revoked_at IS NULL",
-                    params![id, ts(now), secret::hash_secret(id)],
+            Some((_, Some(_))) => Ok(Revoked::Already),
+            Some((token_id, None)) => {
+                tx.execute(
+                    "UPDATE api_tokens SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL",
+                    params![token_id, ts(now)],
                 )?;
+                let details = serde_json::json!({});
+                audit::record(&tx, actor, Action::ApiTokenRevoke, &token_id, None, details, now)?;
+                tx.commit()?;
                 Ok(Revoked::Now)
             }
         }
@@ -479,9 +533,14 @@ impl Store {
     }
 
     /// Ends a session (sign-out), by its id (the SHA-256 of its token).
-    pub async fn delete_session(&self, id: String) -> Result<(), StoreError> {
+    pub async fn delete_session(&self, id: String, actor: Actor, now: OffsetDateTime) -> Result<(), StoreError> {
         self.blocking(move |conn| {
-            conn.execute("DELETE FROM sessions WHERE id = ?1", [id])?;
+            let tx = conn.transaction()?;
+            if tx.execute("DELETE FROM sessions WHERE id = ?1", [id])? == 1 {
+                let details = serde_json::json!({});
+                audit::record(&tx, &actor, Action::SignOut, &actor.who, None, details, now)?;
+            }
+            tx.commit()?;
             Ok(())
         })
         .await
@@ -501,17 +560,18 @@ impl Store {
         config: ConsoleConfig,
         now: OffsetDateTime,
     ) -> Result<SignIn, StoreError> {
+        let typed = audit::typed_login(login);
         let login = login.trim().to_lowercase();
         let lookup_login = login.clone();
         let lookup_ip = ip.clone();
         let (locked, user) = self
             .blocking(move |conn| {
                 let locked = is_locked(conn, &lookup_login, lookup_ip.as_deref(), &config, now)?;
-                let user: Option<(i64, String)> = conn
+                let user: Option<(i64, String, String)> = conn
                     .query_row(
-                        "SELECT id, password_hash FROM users WHERE login = ?1 AND disabled_at IS NULL",
+                        "SELECT id, password_hash, role FROM users WHERE login = ?1 AND disabled_at IS NULL",
                         [&lookup_login],
-                        |r| Ok((r.get(0)?, r.get(1)?)),
+                        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
                     )
                     .optional()?;
                 Ok::<_, StoreError>((locked, user))
@@ -528,24 +588,52 @@ impl Store {
         })
         .await
         .map_err(|e| StoreError::Task(e.to_string()))?;
-        let user_id = user.map(|u| u.0);
-        self.blocking(move |conn| match (locked, matches, user_id) {
-            (true, _, _) => Ok(SignIn::Refused(Refusal::LockedOut)),
-            (false, true, Some(user_id)) => {
-                conn.execute("DELETE FROM sign_in_failures WHERE login = ?1", [&login])?;
-                Ok(SignIn::Accepted(account(conn, user_id)?))
-            }
-            _ => {
-                conn.execute(
-                    "DELETE FROM sign_in_failures WHERE at < ?1",
-                    [ts(now - config.lockout_window() * 2)],
-                )?;
-                conn.execute(
-                    "INSERT INTO sign_in_failures (login, ip, at) VALUES (?1, ?2, ?3)",
-                    params![login, ip, ts(now)],
-                )?;
-                Ok(SignIn::Refused(Refusal::BadCredentials))
-            }
+        let user_id = user.as_ref().map(|u| u.0);
+        let kind = user
+            .as_ref()
+            .and_then(|u| u.2.parse::<Role>().ok())
+            .map_or(ActorKind::Unknown, ActorKind::from);
+        self.blocking(move |conn| {
+            let tx = conn.transaction()?;
+            // A failure is audited as the login was typed; a success as the account's login.
+            let failed = |reason: &str| {
+                let actor = Actor {
+                    who: typed.clone(),
+                    kind,
+                    address: ip.clone().unwrap_or_else(|| "unknown".to_owned()),
+                };
+                (actor, serde_json::json!({ "reason": reason }))
+            };
+            let outcome = match (locked, matches, user_id) {
+                (true, _, _) => {
+                    let (actor, details) = failed("locked_out");
+                    audit::record(&tx, &actor, Action::SignInFailed, &actor.who, None, details, now)?;
+                    SignIn::Refused(Refusal::LockedOut)
+                }
+                (false, true, Some(user_id)) => {
+                    tx.execute("DELETE FROM sign_in_failures WHERE login = ?1", [&login])?;
+                    let account = account(&tx, user_id)?;
+                    let actor = Actor::account(&account, ip.as_deref());
+                    let details = serde_json::json!({});
+                    audit::record(&tx, &actor, Action::SignIn, &actor.who, None, details, now)?;
+                    SignIn::Accepted(account)
+                }
+                _ => {
+                    tx.execute(
+                        "DELETE FROM sign_in_failures WHERE at < ?1",
+                        [ts(now - config.lockout_window() * 2)],
+                    )?;
+                    tx.execute(
+                        "INSERT INTO sign_in_failures (login, ip, at) VALUES (?1, ?2, ?3)",
+                        params![login, ip, ts(now)],
+                    )?;
+                    let (actor, details) = failed("bad_credentials");
+                    audit::record(&tx, &actor, Action::SignInFailed, &actor.who, None, details, now)?;
+                    SignIn::Refused(Refusal::BadCredentials)
+                }
+            };
+            tx.commit()?;
+            Ok(outcome)
         })
         .await
     }

@@ -7,6 +7,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::accounts::Visibility;
+use super::audit::Actor;
 use super::risk::{self, ChangeWindow, QueueEntry, Suppression};
 use super::{NewChangeWindow, NewSuppression, Store, StoreError};
 
@@ -93,21 +94,22 @@ impl Store {
     pub async fn suppress(
         &self,
         new: NewSuppression,
+        actor: Actor,
         now: OffsetDateTime,
     ) -> Result<Suppression, StoreError> {
         let store = self.clone();
-        run(move || store.add_suppression(&new, now)).await
+        run(move || store.add_suppression(&new, &actor, now)).await
     }
 
     /// Ends suppression `id`; `false` when it had ended already.
     pub async fn end_suppression_async(
         &self,
         id: i64,
-        by: String,
+        actor: Actor,
         now: OffsetDateTime,
     ) -> Result<bool, StoreError> {
         let store = self.clone();
-        run(move || store.end_suppression(id, &by, now)).await
+        run(move || store.end_suppression(id, &actor.who, &actor, now)).await
     }
 
     /// Suppression `id` as listed (after a change).
@@ -132,16 +134,17 @@ impl Store {
     pub async fn plan_change(
         &self,
         new: NewChangeWindow,
+        actor: Actor,
         now: OffsetDateTime,
     ) -> Result<ChangeWindow, StoreError> {
         let store = self.clone();
-        run(move || store.add_change_window(&new, now)).await
+        run(move || store.add_change_window(&new, &actor, now)).await
     }
 
     /// Cancels change window `id`; `false` when it was cancelled already.
-    pub async fn cancel_change(&self, id: i64, now: OffsetDateTime) -> Result<bool, StoreError> {
+    pub async fn cancel_change(&self, id: i64, actor: Actor, now: OffsetDateTime) -> Result<bool, StoreError> {
         let store = self.clone();
-        run(move || store.cancel_change_window(id, now)).await
+        run(move || store.cancel_change_window(id, &actor, now)).await
     }
 
     /// Change window `id` as listed (after a change).

@@ -308,6 +308,23 @@ const MIGRATIONS: &[&str] = &[
     ) STRICT;
     CREATE INDEX reports_org ON reports(org_id, generated_at);
     "#,
+    // 8: the audit log of admin and TAM actions (`store::audit`). No foreign keys: a row outlives
+    // what it names, and a failed sign-in names no user.
+    r#"
+    CREATE TABLE audit (
+        id         INTEGER PRIMARY KEY,
+        at         TEXT NOT NULL,
+        actor      TEXT NOT NULL,
+        actor_kind TEXT NOT NULL,
+        action     TEXT NOT NULL,
+        target     TEXT NOT NULL,
+        org_id     TEXT,
+        address    TEXT NOT NULL,
+        details    TEXT NOT NULL
+    ) STRICT;
+    CREATE INDEX audit_at ON audit(at);
+    CREATE INDEX audit_org ON audit(org_id, at);
+    "#,
 ];
 
 /// The schema version this binary writes.

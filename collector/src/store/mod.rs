@@ -15,6 +15,7 @@
 
 pub mod accounts;
 pub mod api;
+pub mod audit;
 pub mod console;
 pub mod jobs;
 pub mod migrations;
@@ -35,6 +36,7 @@ use time::{Date, OffsetDateTime};
 use uuid::Uuid;
 
 use crate::entitlement::{self, ContractTerm, Tier};
+use audit::{Action, Actor};
 use crate::secret::{self, Secret};
 
 pub const DB_FILE_NAME: &str = "callhome.db";
@@ -533,13 +535,23 @@ impl Store {
     }
 
     /// Records who acknowledged queue entry `id`; `false` when it was acknowledged already.
-    pub fn acknowledge(&self, id: i64, by: &str, now: OffsetDateTime) -> Result<bool, StoreError> {
+    pub fn acknowledge(
+        &self,
+        id: i64,
+        by: &str,
+        actor: &Actor,
+        now: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
         if by.trim().is_empty() {
             return Err(StoreError::Invalid(
                 "say who acknowledges (`--by NAME`)".to_owned(),
             ));
         }
-        risk::acknowledge(&self.lock(), id, by, now)
+        let mut conn = self.lock();
+        let tx = conn.transaction()?;
+        let changed = risk::acknowledge(&tx, id, by, actor, now)?;
+        tx.commit()?;
+        Ok(changed)
     }
 
     /// Suppresses `rule` for an org, one of its environments or one host, until `expires_at`; closes
@@ -547,6 +559,7 @@ impl Store {
     pub fn add_suppression(
         &self,
         new: &NewSuppression,
+        actor: &Actor,
         now: OffsetDateTime,
     ) -> Result<risk::Suppression, StoreError> {
         if rules::rule_info(&new.rule).is_none() {
@@ -601,6 +614,20 @@ impl Store {
             ],
         )?;
         let id = tx.last_insert_rowid();
+        audit::record(
+            &tx,
+            actor,
+            Action::SuppressionAdd,
+            &id.to_string(),
+            Some(&new.org),
+            serde_json::json!({
+                "rule": new.rule,
+                "environment": new.environment,
+                "host": new.host.map(|h| h.to_string()),
+                "expires_at": ts(new.expires_at),
+            }),
+            now,
+        )?;
         risk::close_suppressed_entries(&tx, &new.org, now)?;
         rescore_org_hosts(&tx, &new.org, now)?;
         tx.commit()?;
@@ -621,7 +648,13 @@ impl Store {
     }
 
     /// Ends suppression `id` now; `false` when it had ended already.
-    pub fn end_suppression(&self, id: i64, by: &str, now: OffsetDateTime) -> Result<bool, StoreError> {
+    pub fn end_suppression(
+        &self,
+        id: i64,
+        by: &str,
+        actor: &Actor,
+        now: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
         let mut conn = self.lock();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let org: Option<String> = tx
@@ -636,6 +669,10 @@ impl Store {
             "UPDATE suppressions SET ended_at = ?2, ended_by = ?3 WHERE id = ?1 AND ended_at IS NULL",
             params![id, ts(now), by],
         )?;
+        if changed == 1 {
+            let details = serde_json::json!({});
+            audit::record(&tx, actor, Action::SuppressionEnd, &id.to_string(), Some(&org), details, now)?;
+        }
         rescore_org_hosts(&tx, &org, now)?;
         tx.commit()?;
         Ok(changed == 1)
@@ -705,6 +742,7 @@ impl Store {
     pub fn add_change_window(
         &self,
         new: &NewChangeWindow,
+        actor: &Actor,
         now: OffsetDateTime,
     ) -> Result<risk::ChangeWindow, StoreError> {
         if new.description.trim().is_empty() || new.author.trim().is_empty() {
@@ -722,9 +760,10 @@ impl Store {
                 "a change window is at most 14 days: record a long project as several windows".to_owned(),
             ));
         }
-        let conn = self.lock();
-        let env_id = require_environment(&conn, &new.org, &new.environment)?;
-        conn.execute(
+        let mut conn = self.lock();
+        let tx = conn.transaction()?;
+        let env_id = require_environment(&tx, &new.org, &new.environment)?;
+        tx.execute(
             "INSERT INTO change_windows (org_id, env_id, starts_at, ends_at, description, author, created_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             params![
@@ -737,7 +776,21 @@ impl Store {
                 ts(now)
             ],
         )?;
-        let id = conn.last_insert_rowid();
+        let id = tx.last_insert_rowid();
+        audit::record(
+            &tx,
+            actor,
+            Action::ChangeAdd,
+            &id.to_string(),
+            Some(&new.org),
+            serde_json::json!({
+                "environment": new.environment,
+                "starts_at": ts(new.starts_at),
+                "ends_at": ts(new.ends_at),
+            }),
+            now,
+        )?;
+        tx.commit()?;
         risk::list_change_windows(&conn, &new.org)?
             .into_iter()
             .find(|w| w.id == id)
@@ -752,21 +805,30 @@ impl Store {
 
     /// Cancels a change window: its findings are no longer change-related, and alerts it held go
     /// out at their next attempt.
-    pub fn cancel_change_window(&self, id: i64, now: OffsetDateTime) -> Result<bool, StoreError> {
+    pub fn cancel_change_window(
+        &self,
+        id: i64,
+        actor: &Actor,
+        now: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
         let mut conn = self.lock();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let exists: bool = tx.query_row(
-            "SELECT EXISTS(SELECT 1 FROM change_windows WHERE id = ?1)",
-            [id],
-            |r| r.get(0),
-        )?;
-        if !exists {
+        let org: Option<String> = tx
+            .query_row("SELECT org_id FROM change_windows WHERE id = ?1", [id], |r| {
+                r.get(0)
+            })
+            .optional()?;
+        let Some(org) = org else {
             return Err(StoreError::NotFound(format!("no change window {id}")));
-        }
+        };
         let changed = tx.execute(
             "UPDATE change_windows SET cancelled_at = ?2 WHERE id = ?1 AND cancelled_at IS NULL",
             params![id, ts(now)],
         )?;
+        if changed == 1 {
+            let details = serde_json::json!({});
+            audit::record(&tx, actor, Action::ChangeCancel, &id.to_string(), Some(&org), details, now)?;
+        }
         tx.execute(
             "UPDATE webhook_outbox SET next_attempt_at = ?2
              WHERE delivered_at IS NULL AND gave_up_at IS NULL AND next_attempt_at > ?2
@@ -820,7 +882,7 @@ impl Store {
 
     // ---- org, contract and token admin ----
 
-    pub fn add_org(&self, id: &str, name: &str, now: OffsetDateTime) -> Result<Org, StoreError> {
+    pub fn add_org(&self, id: &str, name: &str, actor: &Actor, now: OffsetDateTime) -> Result<Org, StoreError> {
         check_name("org id", id)?;
         let name = name.trim();
         if name.is_empty() || name.len() > 200 {
@@ -828,15 +890,19 @@ impl Store {
                 "org name must be 1 to 200 characters".to_owned(),
             ));
         }
-        let conn = self.lock();
+        let mut conn = self.lock();
+        let tx = conn.transaction()?;
         let created_at = ts(now);
-        let inserted = conn.execute(
+        let inserted = tx.execute(
             "INSERT INTO orgs (id, name, created_at) VALUES (?1, ?2, ?3) ON CONFLICT(id) DO NOTHING",
             params![id, name, created_at],
         )?;
         if inserted == 0 {
             return Err(StoreError::Conflict(format!("org `{id}` already exists")));
         }
+        let details = serde_json::json!({ "name": name });
+        audit::record(&tx, actor, Action::OrgAdd, id, Some(id), details, now)?;
+        tx.commit()?;
         Ok(Org {
             id: id.to_owned(),
             name: name.to_owned(),
@@ -864,14 +930,16 @@ impl Store {
         tier: Tier,
         start: Date,
         end: Date,
+        actor: &Actor,
         now: OffsetDateTime,
     ) -> Result<Contract, StoreError> {
         check_name("product", product)?;
         entitlement::validate_contract(start, end).map_err(|e| StoreError::Invalid(e.to_string()))?;
-        let conn = self.lock();
-        require_org(&conn, org)?;
+        let mut conn = self.lock();
+        let tx = conn.transaction()?;
+        require_org(&tx, org)?;
         let created_at = ts(now);
-        conn.execute(
+        tx.execute(
             "INSERT INTO contracts (org_id, product, tier, start_date, end_date, created_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             params![
@@ -883,8 +951,24 @@ impl Store {
                 created_at
             ],
         )?;
+        let id = tx.last_insert_rowid();
+        audit::record(
+            &tx,
+            actor,
+            Action::ContractAdd,
+            &id.to_string(),
+            Some(org),
+            serde_json::json!({
+                "product": product,
+                "tier": tier.as_str(),
+                "start": start.to_string(),
+                "end": end.to_string(),
+            }),
+            now,
+        )?;
+        tx.commit()?;
         Ok(Contract {
-            id: conn.last_insert_rowid(),
+            id,
             org: org.to_owned(),
             product: product.to_owned(),
             tier,
@@ -948,18 +1032,23 @@ impl Store {
         org: &str,
         environment: &str,
         ttl: time::Duration,
+        actor: &Actor,
         now: OffsetDateTime,
     ) -> Result<IssuedToken, StoreError> {
         let token = secret::new_enrollment_token()?;
         let id = format!("tok_{}", secret::random_hex(8)?);
         let expires_at = ts(now + ttl);
-        let conn = self.lock();
-        let env_id = require_environment(&conn, org, environment)?;
-        conn.execute(
+        let mut conn = self.lock();
+        let tx = conn.transaction()?;
+        let env_id = require_environment(&tx, org, environment)?;
+        tx.execute(
             "INSERT INTO enrollment_tokens (id, token_hash, org_id, env_id, created_at, expires_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             params![id, token.hash(), org, env_id, ts(now), expires_at],
         )?;
+        let details = serde_json::json!({ "environment": environment, "expires_at": expires_at });
+        audit::record(&tx, actor, Action::EnrollmentTokenIssue, &id, Some(org), details, now)?;
+        tx.commit()?;
         Ok(IssuedToken {
             id,
             token,
@@ -990,16 +1079,23 @@ impl Store {
     }
 
     /// Revokes a token by its id (`tok_…`) or by the token itself (`chet_…`).
-    pub fn revoke_token(&self, id_or_token: &str, now: OffsetDateTime) -> Result<Revoked, StoreError> {
-        let conn = self.lock();
-        let found: Option<(String, Option<String>)> = conn
+    pub fn revoke_token(
+        &self,
+        id_or_token: &str,
+        actor: &Actor,
+        now: OffsetDateTime,
+    ) -> Result<Revoked, StoreError> {
+        let mut conn = self.lock();
+        let tx = conn.transaction()?;
+        let found: Option<(String, String, Option<String>)> = tx
             .query_row(
-                "SELECT id, revoked_at FROM enrollment_tokens WHERE id = ?1 OR token_hash = ?2",
+                "SELECT id, org_id, revoked_at FROM enrollment_tokens WHERE id = ?1 OR token_hash = ?2",
                 params![id_or_token, secret::hash_secret(id_or_token)],
-                |r| Ok((r.get(0)?, r.get(1)?)),
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
             )
             .optional()?;
-        let Some((id, revoked_at)) = found else {
+        // The target is the token's id, never what was typed (which may be the token itself).
+        let Some((id, org, revoked_at)) = found else {
             return Err(StoreError::NotFound(format!(
                 "unknown token id `{id_or_token}` (see `token list ORG`)"
             )));
@@ -1007,10 +1103,13 @@ impl Store {
         if revoked_at.is_some() {
             return Ok(Revoked::Already);
         }
-        conn.execute(
+        tx.execute(
             "UPDATE enrollment_tokens SET revoked_at = ?1 WHERE id = ?2",
             params![ts(now), id],
         )?;
+        let details = serde_json::json!({});
+        audit::record(&tx, actor, Action::EnrollmentTokenRevoke, &id, Some(&org), details, now)?;
+        tx.commit()?;
         Ok(Revoked::Now)
     }
 

@@ -24,6 +24,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::accounts::Visibility;
+use super::audit::{self, Action, Actor};
 use super::{StoreError, conversion_error, ts};
 use crate::entitlement::Tier;
 use crate::score::{self, ScoreItem};
@@ -667,17 +668,28 @@ pub fn list_queue(
 }
 
 /// Records who acknowledged an entry, and when. Acknowledging twice keeps the first.
-pub fn acknowledge(conn: &Connection, id: i64, by: &str, now: OffsetDateTime) -> Result<bool, StoreError> {
-    let exists: bool = conn.query_row("SELECT EXISTS(SELECT 1 FROM queue WHERE id = ?1)", [id], |r| {
-        r.get(0)
-    })?;
-    if !exists {
+/// Run it inside a transaction: the audit row commits with the acknowledgement.
+pub fn acknowledge(
+    conn: &Connection,
+    id: i64,
+    by: &str,
+    actor: &Actor,
+    now: OffsetDateTime,
+) -> Result<bool, StoreError> {
+    let org: Option<String> = conn
+        .query_row("SELECT org_id FROM queue WHERE id = ?1", [id], |r| r.get(0))
+        .optional()?;
+    let Some(org) = org else {
         return Err(StoreError::NotFound(format!("no queue entry {id}")));
-    }
+    };
     let changed = conn.execute(
         "UPDATE queue SET acknowledged_at = ?2, acknowledged_by = ?3 WHERE id = ?1 AND acknowledged_at IS NULL",
         params![id, ts(now), by],
     )?;
+    if changed == 1 {
+        let details = serde_json::json!({ "by": by });
+        audit::record(conn, actor, Action::QueueAck, &id.to_string(), Some(&org), details, now)?;
+    }
     Ok(changed == 1)
 }
 
@@ -746,21 +758,26 @@ impl super::Store {
         &self,
         id: i64,
         visibility: Visibility,
-        by: String,
+        actor: Actor,
         now: OffsetDateTime,
     ) -> Result<Acknowledged, StoreError> {
         self.blocking(move |conn| {
-            let org: Option<String> = conn
+            let tx = conn.transaction()?;
+            let org: Option<String> = tx
                 .query_row("SELECT org_id FROM queue WHERE id = ?1", [id], |r| r.get(0))
                 .optional()?;
-            match org {
-                Some(org) if visibility.contains(&org) => Ok(if acknowledge(conn, id, &by, now)? {
-                    Acknowledged::Recorded
-                } else {
-                    Acknowledged::Already
-                }),
-                _ => Ok(Acknowledged::NotFound),
-            }
+            let outcome = match org {
+                Some(org) if visibility.contains(&org) => {
+                    if acknowledge(&tx, id, &actor.who, &actor, now)? {
+                        Acknowledged::Recorded
+                    } else {
+                        Acknowledged::Already
+                    }
+                }
+                _ => Acknowledged::NotFound,
+            };
+            tx.commit()?;
+            Ok(outcome)
         })
         .await
     }

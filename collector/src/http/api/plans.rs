@@ -96,7 +96,7 @@ pub async fn add_suppression(
         author: principal.login.clone(),
         expires_at: now + Duration::days(body.days),
     };
-    let created = state.store.suppress(new, now).await.map_err(write_error)?;
+    let created = state.store.suppress(new, principal.actor(), now).await.map_err(write_error)?;
     tracing::info!(login = %principal.login, suppression = created.id, rule = %created.rule, "suppression added (API)");
     Ok((StatusCode::CREATED, Json(created)))
 }
@@ -112,7 +112,7 @@ pub async fn end_suppression(
     let now = OffsetDateTime::now_utc();
     state
         .store
-        .end_suppression_async(id, principal.login.clone(), now)
+        .end_suppression_async(id, principal.actor(), now)
         .await
         .map_err(read_error)?;
     let ended = state.store.suppression(org, id, now).await.map_err(read_error)?;
@@ -170,7 +170,7 @@ pub async fn add_change(
     };
     let created = state
         .store
-        .plan_change(new, OffsetDateTime::now_utc())
+        .plan_change(new, principal.actor(), OffsetDateTime::now_utc())
         .await
         .map_err(write_error)?;
     tracing::info!(login = %principal.login, change = created.id, "change window recorded (API)");
@@ -187,7 +187,7 @@ pub async fn cancel_change(
     let NoBody {} = body.parse()?;
     state
         .store
-        .cancel_change(id, OffsetDateTime::now_utc())
+        .cancel_change(id, principal.actor(), OffsetDateTime::now_utc())
         .await
         .map_err(read_error)?;
     let cancelled = state.store.change_window(org, id).await.map_err(read_error)?;

@@ -92,7 +92,7 @@ pub async fn acknowledge(
     let now = OffsetDateTime::now_utc();
     let outcome = state
         .store
-        .acknowledge_visible(id, principal.visibility().clone(), principal.login.clone(), now)
+        .acknowledge_visible(id, principal.visibility().clone(), principal.actor(), now)
         .await?;
     let recorded = match outcome {
         Acknowledged::Recorded => {

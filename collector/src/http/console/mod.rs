@@ -326,7 +326,7 @@ async fn signout(
     if let Via::Session { id, .. } = &principal.via {
         state
             .store
-            .delete_session(id.clone())
+            .delete_session(id.clone(), principal.actor(), OffsetDateTime::now_utc())
             .await
             .map_err(|e| AuthRejection::Store(e.into()))?;
     }

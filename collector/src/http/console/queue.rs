@@ -138,7 +138,7 @@ pub async fn acknowledge(
         .acknowledge_visible(
             id,
             principal.visibility().clone(),
-            principal.login.clone(),
+            principal.actor(),
             OffsetDateTime::now_utc(),
         )
         .await
