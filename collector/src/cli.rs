@@ -475,14 +475,13 @@ fn token(store: &Store, cmd: &TokenCommand, now: OffsetDateTime) -> Result<(), C
             env,
             expires_in_days,
         } => {
-            let issued =
-                store.issue_token(
-                    org,
-                    env,
-                    time::Duration::days(i64::from(*expires_in_days)),
-                    &Actor::cli(),
-                    now,
-                )?;
+            let issued = store.issue_token(
+                org,
+                env,
+                time::Duration::days(i64::from(*expires_in_days)),
+                &Actor::cli(),
+                now,
+            )?;
             eprintln!(
                 "issued enrollment token {} for org {org}, environment {env}, expiring {}",
                 issued.id, issued.expires_at

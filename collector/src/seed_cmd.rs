@@ -413,7 +413,12 @@ fn acknowledge_old_entries(store: &Store, now: OffsetDateTime) -> Result<(), See
     let cutoff = crate::store::ts(now - Duration::days(1));
     for entry in store.list_queue(None, false, now)? {
         if entry.detected_at < cutoff {
-            store.acknowledge(entry.id, "tam@seed.example", &crate::store::audit::Actor::cli(), now)?;
+            store.acknowledge(
+                entry.id,
+                "tam@seed.example",
+                &crate::store::audit::Actor::cli(),
+                now,
+            )?;
         }
     }
     Ok(())

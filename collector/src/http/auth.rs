@@ -326,7 +326,11 @@ pub async fn authenticate(parts: &Parts, state: &AppState) -> Result<Option<Prin
             .await
             .map_err(|e| AuthRejection::Store(e.into()))?
             .ok_or(AuthRejection::InvalidToken)?;
-        return Ok(Some(Principal::new(account, Via::ApiToken, client_ip(&parts.extensions))));
+        return Ok(Some(Principal::new(
+            account,
+            Via::ApiToken,
+            client_ip(&parts.extensions),
+        )));
     }
     let Some(token) = cookie(&parts.headers, SESSION_COOKIE).filter(|t| secret::has_shape(t, "chs_")) else {
         return Ok(None);

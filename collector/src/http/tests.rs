@@ -32,7 +32,9 @@ impl Fixture {
         let store = Store::open_in(dir.path()).unwrap();
         let now = OffsetDateTime::now_utc();
         let today = now.date();
-        store.add_org("ORG-1", "Example", now).unwrap();
+        store
+            .add_org("ORG-1", "Example", &crate::store::audit::Actor::cli(), now)
+            .unwrap();
         store
             .add_contract(
                 "ORG-1",
@@ -40,12 +42,19 @@ impl Fixture {
                 Tier::PriorityPlus,
                 today - TimeDuration::days(10),
                 today + TimeDuration::days(700),
+                &crate::store::audit::Actor::cli(),
                 now,
             )
             .unwrap();
         store.add_environment("ORG-1", "prod", now).unwrap();
         let token = store
-            .issue_token("ORG-1", "prod", TimeDuration::days(30), now)
+            .issue_token(
+                "ORG-1",
+                "prod",
+                TimeDuration::days(30),
+                &crate::store::audit::Actor::cli(),
+                now,
+            )
             .unwrap();
         let host_id = Uuid::new_v4();
         let enrolled = store
@@ -181,7 +190,13 @@ async fn revoked_credential_is_401() {
     let token = f
         .state
         .store
-        .issue_token("ORG-1", "prod", TimeDuration::days(1), OffsetDateTime::now_utc())
+        .issue_token(
+            "ORG-1",
+            "prod",
+            TimeDuration::days(1),
+            &crate::store::audit::Actor::cli(),
+            OffsetDateTime::now_utc(),
+        )
         .unwrap();
     f.state
         .store
@@ -348,7 +363,9 @@ async fn lapsed_org_is_403() {
     let store = Store::open_in(dir.path()).unwrap();
     let now = OffsetDateTime::now_utc();
     let then = now - TimeDuration::days(100);
-    store.add_org("ORG-OLD", "Old", then).unwrap();
+    store
+        .add_org("ORG-OLD", "Old", &crate::store::audit::Actor::cli(), then)
+        .unwrap();
     store
         .add_contract(
             "ORG-OLD",
@@ -356,12 +373,19 @@ async fn lapsed_org_is_403() {
             Tier::Priority,
             now.date() - TimeDuration::days(800),
             now.date() - TimeDuration::days(35),
+            &crate::store::audit::Actor::cli(),
             then,
         )
         .unwrap();
     store.add_environment("ORG-OLD", "prod", then).unwrap();
     let token = store
-        .issue_token("ORG-OLD", "prod", TimeDuration::days(30), then)
+        .issue_token(
+            "ORG-OLD",
+            "prod",
+            TimeDuration::days(30),
+            &crate::store::audit::Actor::cli(),
+            then,
+        )
         .unwrap();
     let host_id = Uuid::new_v4();
     // Enrolled while the contract was active...
@@ -388,7 +412,13 @@ async fn enroll_answers_201_then_the_credential_works() {
     let token = f
         .state
         .store
-        .issue_token("ORG-1", "prod", TimeDuration::days(1), OffsetDateTime::now_utc())
+        .issue_token(
+            "ORG-1",
+            "prod",
+            TimeDuration::days(1),
+            &crate::store::audit::Actor::cli(),
+            OffsetDateTime::now_utc(),
+        )
         .unwrap();
     let host_id = Uuid::new_v4();
     let request = Request::post(ENROLL_PATH)
@@ -432,9 +462,18 @@ async fn enroll_refusals() {
     let token = f
         .state
         .store
-        .issue_token("ORG-1", "prod", TimeDuration::days(1), now)
+        .issue_token(
+            "ORG-1",
+            "prod",
+            TimeDuration::days(1),
+            &crate::store::audit::Actor::cli(),
+            now,
+        )
         .unwrap();
-    f.state.store.revoke_token(&token.id, now).unwrap();
+    f.state
+        .store
+        .revoke_token(&token.id, &crate::store::audit::Actor::cli(), now)
+        .unwrap();
     let (status, _, body) = f
         .send(enroll(token.token.expose().to_owned(), Uuid::new_v4()))
         .await;
@@ -448,6 +487,7 @@ async fn enroll_refusals() {
             "ORG-1",
             "prod",
             TimeDuration::days(1),
+            &crate::store::audit::Actor::cli(),
             now - TimeDuration::days(2),
         )
         .unwrap();
@@ -462,7 +502,13 @@ async fn enroll_refusals() {
     let other = f
         .state
         .store
-        .issue_token("ORG-1", "test", TimeDuration::days(1), now)
+        .issue_token(
+            "ORG-1",
+            "test",
+            TimeDuration::days(1),
+            &crate::store::audit::Actor::cli(),
+            now,
+        )
         .unwrap();
     let (status, _, body) = f.send(enroll(other.token.expose().to_owned(), f.host_id)).await;
     assert_eq!(status, StatusCode::CONFLICT);

@@ -246,7 +246,15 @@ impl Store {
             params![id, ts(now)],
         )?;
         let login = login.trim().to_lowercase();
-        audit::record(&tx, actor, Action::UserDisable, &login, None, serde_json::json!({}), now)?;
+        audit::record(
+            &tx,
+            actor,
+            Action::UserDisable,
+            &login,
+            None,
+            serde_json::json!({}),
+            now,
+        )?;
         tx.commit()?;
         Ok(true)
     }
@@ -395,7 +403,12 @@ impl Store {
         Ok(rows)
     }
 
-    pub fn revoke_api_token(&self, id: &str, actor: &Actor, now: OffsetDateTime) -> Result<Revoked, StoreError> {
+    pub fn revoke_api_token(
+        &self,
+        id: &str,
+        actor: &Actor,
+        now: OffsetDateTime,
+    ) -> Result<Revoked, StoreError> {
         let mut conn = self.lock();
         let tx = conn.transaction()?;
         let found: Option<(String, Option<String>)> = tx
@@ -533,7 +546,12 @@ impl Store {
     }
 
     /// Ends a session (sign-out), by its id (the SHA-256 of its token).
-    pub async fn delete_session(&self, id: String, actor: Actor, now: OffsetDateTime) -> Result<(), StoreError> {
+    pub async fn delete_session(
+        &self,
+        id: String,
+        actor: Actor,
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError> {
         self.blocking(move |conn| {
             let tx = conn.transaction()?;
             if tx.execute("DELETE FROM sessions WHERE id = ?1", [id])? == 1 {
@@ -760,7 +778,14 @@ mod tests {
 
     fn add(store: &Store, h: &Hasher, login: &str, role: Role, password: &str) -> User {
         store
-            .add_user(login, "Some One", role, &h.hash(password).unwrap(), t0())
+            .add_user(
+                login,
+                "Some One",
+                role,
+                &h.hash(password).unwrap(),
+                &crate::store::audit::Actor::cli(),
+                t0(),
+            )
             .unwrap()
     }
 
@@ -768,19 +793,37 @@ mod tests {
     fn users_roles_and_visibility() {
         let (_dir, store) = store();
         let h = Hasher::insecure_for_tests();
-        store.add_org("ORG-1", "One", t0()).unwrap();
-        store.add_org("ORG-2", "Two", t0()).unwrap();
+        store
+            .add_org("ORG-1", "One", &crate::store::audit::Actor::cli(), t0())
+            .unwrap();
+        store
+            .add_org("ORG-2", "Two", &crate::store::audit::Actor::cli(), t0())
+            .unwrap();
         let admin = add(&store, &h, "Root", Role::Admin, "admin password!");
         assert_eq!(admin.login, "root");
         let tam = add(&store, &h, "tam1", Role::Tam, "tam password 1");
         let err = store
-            .add_user("ROOT", "x", Role::Tam, &h.hash("another password").unwrap(), t0())
+            .add_user(
+                "ROOT",
+                "x",
+                Role::Tam,
+                &h.hash("another password").unwrap(),
+                &crate::store::audit::Actor::cli(),
+                t0(),
+            )
             .unwrap_err();
         assert!(matches!(err, StoreError::Conflict(_)), "{err}");
         for bad in ["", " ", "-x", "a b", "a/b", &"a".repeat(65)] {
             assert!(
                 store
-                    .add_user(bad, "x", Role::Tam, &h.hash("another password").unwrap(), t0())
+                    .add_user(
+                        bad,
+                        "x",
+                        Role::Tam,
+                        &h.hash("another password").unwrap(),
+                        &crate::store::audit::Actor::cli(),
+                        t0()
+                    )
                     .is_err(),
                 "{bad:?}"
             );
@@ -791,18 +834,52 @@ mod tests {
             store.visible_orgs(tam.id).unwrap(),
             Visibility::Orgs(BTreeSet::new())
         );
-        assert!(store.assign_tam("tam1", "ORG-1", t0()).unwrap());
-        assert!(!store.assign_tam("tam1", "ORG-1", t0()).unwrap());
-        assert!(store.assign_tam("tam1", "NOPE", t0()).is_err());
-        assert!(store.assign_tam("root", "ORG-1", t0()).is_err());
+        assert!(
+            store
+                .assign_tam("tam1", "ORG-1", &crate::store::audit::Actor::cli(), t0())
+                .unwrap()
+        );
+        assert!(
+            !store
+                .assign_tam("tam1", "ORG-1", &crate::store::audit::Actor::cli(), t0())
+                .unwrap()
+        );
+        assert!(
+            store
+                .assign_tam("tam1", "NOPE", &crate::store::audit::Actor::cli(), t0())
+                .is_err()
+        );
+        assert!(
+            store
+                .assign_tam("root", "ORG-1", &crate::store::audit::Actor::cli(), t0())
+                .is_err()
+        );
         let v = store.visible_orgs(tam.id).unwrap();
         assert!(v.contains("ORG-1") && !v.contains("ORG-2"));
         assert!(Visibility::All.contains("ORG-2"));
         let listed = store.list_users().unwrap();
         assert_eq!(listed.len(), 2);
         assert_eq!(listed[1].orgs, vec!["ORG-1".to_owned()]);
-        assert!(store.unassign_tam("tam1", "ORG-1").unwrap());
-        assert!(!store.unassign_tam("tam1", "ORG-1").unwrap());
+        assert!(
+            store
+                .unassign_tam(
+                    "tam1",
+                    "ORG-1",
+                    &crate::store::audit::Actor::cli(),
+                    OffsetDateTime::now_utc()
+                )
+                .unwrap()
+        );
+        assert!(
+            !store
+                .unassign_tam(
+                    "tam1",
+                    "ORG-1",
+                    &crate::store::audit::Actor::cli(),
+                    OffsetDateTime::now_utc()
+                )
+                .unwrap()
+        );
         assert_eq!(
             store.visible_orgs(tam.id).unwrap(),
             Visibility::Orgs(BTreeSet::new())
@@ -824,8 +901,16 @@ mod tests {
             let r = store.sign_in(login, pw.into(), None, &h, c, t0()).await.unwrap();
             assert_eq!(r, SignIn::Refused(Refusal::BadCredentials));
         }
-        assert!(store.disable_user("tam1", t0()).unwrap());
-        assert!(!store.disable_user("tam1", t0()).unwrap());
+        assert!(
+            store
+                .disable_user("tam1", &crate::store::audit::Actor::cli(), t0())
+                .unwrap()
+        );
+        assert!(
+            !store
+                .disable_user("tam1", &crate::store::audit::Actor::cli(), t0())
+                .unwrap()
+        );
         let r = store
             .sign_in("tam1", "tam password 1".into(), None, &h, c, t0())
             .await
@@ -984,17 +1069,9 @@ mod tests {
 
         // Sign-out, a new password and disabling end sessions.
         let s = store.create_session(user.id, None, None, c, t0()).await.unwrap();
-        store.delete_session(s.token.hash()).await.unwrap();
-        assert!(
-            store
-                .authenticate_session(s.token.expose().into(), c, t0())
-                .await
-                .unwrap()
-                .is_none()
-        );
-        let s = store.create_session(user.id, None, None, c, t0()).await.unwrap();
         store
-            .set_password("tam1", &h.hash("a new password").unwrap())
+            .delete_session(s.token.hash(), Actor::cli(), t0())
+            .await
             .unwrap();
         assert!(
             store
@@ -1004,7 +1081,25 @@ mod tests {
                 .is_none()
         );
         let s = store.create_session(user.id, None, None, c, t0()).await.unwrap();
-        store.disable_user("tam1", t0()).unwrap();
+        store
+            .set_password(
+                "tam1",
+                &h.hash("a new password").unwrap(),
+                &crate::store::audit::Actor::cli(),
+                OffsetDateTime::now_utc(),
+            )
+            .unwrap();
+        assert!(
+            store
+                .authenticate_session(s.token.expose().into(), c, t0())
+                .await
+                .unwrap()
+                .is_none()
+        );
+        let s = store.create_session(user.id, None, None, c, t0()).await.unwrap();
+        store
+            .disable_user("tam1", &crate::store::audit::Actor::cli(), t0())
+            .unwrap();
         assert!(
             store
                 .authenticate_session(s.token.expose().into(), c, t0())
@@ -1020,12 +1115,24 @@ mod tests {
         let h = Hasher::insecure_for_tests();
         add(&store, &h, "tam1", Role::Tam, "tam password 1");
         add(&store, &h, "root", Role::Admin, "admin password!");
-        let issued = store.issue_api_token("tam1", "nightly report", t0()).unwrap();
+        let issued = store
+            .issue_api_token("tam1", "nightly report", &crate::store::audit::Actor::cli(), t0())
+            .unwrap();
         assert!(issued.token.expose().starts_with("chtt_"));
         assert!(issued.id.starts_with("tt_"));
-        store.issue_api_token("root", "ops", t0()).unwrap();
-        assert!(store.issue_api_token("tam1", " ", t0()).is_err());
-        assert!(store.issue_api_token("ghost", "x", t0()).is_err());
+        store
+            .issue_api_token("root", "ops", &crate::store::audit::Actor::cli(), t0())
+            .unwrap();
+        assert!(
+            store
+                .issue_api_token("tam1", " ", &crate::store::audit::Actor::cli(), t0())
+                .is_err()
+        );
+        assert!(
+            store
+                .issue_api_token("ghost", "x", &crate::store::audit::Actor::cli(), t0())
+                .is_err()
+        );
 
         let token = issued.token.expose().to_owned();
         let a = store
@@ -1039,17 +1146,32 @@ mod tests {
         assert_eq!(listed[0].last_used_at.as_deref(), Some(ts(t0()).as_str()));
         assert_eq!(store.list_api_tokens(None).unwrap().len(), 2);
 
-        assert_eq!(store.revoke_api_token(&issued.id, t0()).unwrap(), Revoked::Now);
         assert_eq!(
-            store.revoke_api_token(&issued.id, t0()).unwrap(),
+            store
+                .revoke_api_token(&issued.id, &crate::store::audit::Actor::cli(), t0())
+                .unwrap(),
+            Revoked::Now
+        );
+        assert_eq!(
+            store
+                .revoke_api_token(&issued.id, &crate::store::audit::Actor::cli(), t0())
+                .unwrap(),
             Revoked::Already
         );
-        assert!(store.revoke_api_token("tt_nope", t0()).is_err());
+        assert!(
+            store
+                .revoke_api_token("tt_nope", &crate::store::audit::Actor::cli(), t0())
+                .is_err()
+        );
         assert!(store.authenticate_api_token(token, t0()).await.unwrap().is_none());
 
         // A disabled user's tokens stop working.
-        let other = store.issue_api_token("tam1", "second", t0()).unwrap();
-        store.disable_user("tam1", t0()).unwrap();
+        let other = store
+            .issue_api_token("tam1", "second", &crate::store::audit::Actor::cli(), t0())
+            .unwrap();
+        store
+            .disable_user("tam1", &crate::store::audit::Actor::cli(), t0())
+            .unwrap();
         assert!(
             store
                 .authenticate_api_token(other.token.expose().into(), t0())

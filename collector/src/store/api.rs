@@ -142,7 +142,12 @@ impl Store {
     }
 
     /// Cancels change window `id`; `false` when it was cancelled already.
-    pub async fn cancel_change(&self, id: i64, actor: Actor, now: OffsetDateTime) -> Result<bool, StoreError> {
+    pub async fn cancel_change(
+        &self,
+        id: i64,
+        actor: Actor,
+        now: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
         let store = self.clone();
         run(move || store.cancel_change_window(id, &actor, now)).await
     }

@@ -332,7 +332,9 @@ async fn findings_filter_and_csv_exports() {
 /// A Priority org with one environment, through the real admin and ingest paths.
 async fn real_org(dir: &std::path::Path, now: OffsetDateTime) -> Store {
     let store = Store::open_in(dir).unwrap();
-    store.add_org("ACME", "Acme", now).unwrap();
+    store
+        .add_org("ACME", "Acme", &crate::store::audit::Actor::cli(), now)
+        .unwrap();
     let today = now.date();
     store
         .add_contract(
@@ -341,6 +343,7 @@ async fn real_org(dir: &std::path::Path, now: OffsetDateTime) -> Store {
             Tier::Priority,
             today - Duration::days(10),
             today + Duration::days(400),
+            &crate::store::audit::Actor::cli(),
             now,
         )
         .unwrap();
@@ -349,7 +352,15 @@ async fn real_org(dir: &std::path::Path, now: OffsetDateTime) -> Store {
 }
 
 async fn enroll(store: &Store, hostname: &str, now: OffsetDateTime) -> super::super::AgentIdentity {
-    let token = store.issue_token("ACME", "prod", Duration::days(1), now).unwrap();
+    let token = store
+        .issue_token(
+            "ACME",
+            "prod",
+            Duration::days(1),
+            &crate::store::audit::Actor::cli(),
+            now,
+        )
+        .unwrap();
     let enrolled = store
         .enroll(
             EnrollRequest {

@@ -36,8 +36,8 @@ use time::{Date, OffsetDateTime};
 use uuid::Uuid;
 
 use crate::entitlement::{self, ContractTerm, Tier};
-use audit::{Action, Actor};
 use crate::secret::{self, Secret};
+use audit::{Action, Actor};
 
 pub const DB_FILE_NAME: &str = "callhome.db";
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -671,7 +671,15 @@ impl Store {
         )?;
         if changed == 1 {
             let details = serde_json::json!({});
-            audit::record(&tx, actor, Action::SuppressionEnd, &id.to_string(), Some(&org), details, now)?;
+            audit::record(
+                &tx,
+                actor,
+                Action::SuppressionEnd,
+                &id.to_string(),
+                Some(&org),
+                details,
+                now,
+            )?;
         }
         rescore_org_hosts(&tx, &org, now)?;
         tx.commit()?;
@@ -827,7 +835,15 @@ impl Store {
         )?;
         if changed == 1 {
             let details = serde_json::json!({});
-            audit::record(&tx, actor, Action::ChangeCancel, &id.to_string(), Some(&org), details, now)?;
+            audit::record(
+                &tx,
+                actor,
+                Action::ChangeCancel,
+                &id.to_string(),
+                Some(&org),
+                details,
+                now,
+            )?;
         }
         tx.execute(
             "UPDATE webhook_outbox SET next_attempt_at = ?2
@@ -882,7 +898,13 @@ impl Store {
 
     // ---- org, contract and token admin ----
 
-    pub fn add_org(&self, id: &str, name: &str, actor: &Actor, now: OffsetDateTime) -> Result<Org, StoreError> {
+    pub fn add_org(
+        &self,
+        id: &str,
+        name: &str,
+        actor: &Actor,
+        now: OffsetDateTime,
+    ) -> Result<Org, StoreError> {
         check_name("org id", id)?;
         let name = name.trim();
         if name.is_empty() || name.len() > 200 {
@@ -1047,7 +1069,15 @@ impl Store {
             params![id, token.hash(), org, env_id, ts(now), expires_at],
         )?;
         let details = serde_json::json!({ "environment": environment, "expires_at": expires_at });
-        audit::record(&tx, actor, Action::EnrollmentTokenIssue, &id, Some(org), details, now)?;
+        audit::record(
+            &tx,
+            actor,
+            Action::EnrollmentTokenIssue,
+            &id,
+            Some(org),
+            details,
+            now,
+        )?;
         tx.commit()?;
         Ok(IssuedToken {
             id,
@@ -1108,7 +1138,15 @@ impl Store {
             params![ts(now), id],
         )?;
         let details = serde_json::json!({});
-        audit::record(&tx, actor, Action::EnrollmentTokenRevoke, &id, Some(&org), details, now)?;
+        audit::record(
+            &tx,
+            actor,
+            Action::EnrollmentTokenRevoke,
+            &id,
+            Some(&org),
+            details,
+            now,
+        )?;
         tx.commit()?;
         Ok(Revoked::Now)
     }

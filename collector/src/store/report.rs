@@ -203,7 +203,9 @@ mod tests {
         let store = Store::open_in(dir.path()).unwrap();
         // Noon: a reload five seconds later is the same UTC day.
         let now = OffsetDateTime::now_utc().replace_time(time::macros::time!(12:00));
-        store.add_org("ORG-1", "One", now).unwrap();
+        store
+            .add_org("ORG-1", "One", &crate::store::audit::Actor::cli(), now)
+            .unwrap();
 
         let first = store
             .record_report("ORG-1", "tam1", now - time::Duration::days(10))

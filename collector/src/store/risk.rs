@@ -688,7 +688,15 @@ pub fn acknowledge(
     )?;
     if changed == 1 {
         let details = serde_json::json!({ "by": by });
-        audit::record(conn, actor, Action::QueueAck, &id.to_string(), Some(&org), details, now)?;
+        audit::record(
+            conn,
+            actor,
+            Action::QueueAck,
+            &id.to_string(),
+            Some(&org),
+            details,
+            now,
+        )?;
     }
     Ok(changed == 1)
 }

@@ -56,7 +56,9 @@ async fn org_with(tiers: &[Tier]) -> Org {
     let store = Store::open_in(dir.path()).unwrap();
     let now = OffsetDateTime::now_utc();
     let today = now.date();
-    store.add_org("ORG-1", "Example Corp", now).unwrap();
+    store
+        .add_org("ORG-1", "Example Corp", &crate::store::audit::Actor::cli(), now)
+        .unwrap();
     for (i, tier) in tiers.iter().enumerate() {
         store
             .add_contract(
@@ -65,13 +67,20 @@ async fn org_with(tiers: &[Tier]) -> Org {
                 *tier,
                 today - TimeDuration::days(100),
                 today + TimeDuration::days(600),
+                &crate::store::audit::Actor::cli(),
                 now,
             )
             .unwrap();
     }
     store.add_environment("ORG-1", "prod", now).unwrap();
     let token = store
-        .issue_token("ORG-1", "prod", TimeDuration::days(30), now)
+        .issue_token(
+            "ORG-1",
+            "prod",
+            TimeDuration::days(30),
+            &crate::store::audit::Actor::cli(),
+            now,
+        )
         .unwrap();
     let host_id = Uuid::now_v7();
     let enrolled = store
@@ -283,6 +292,7 @@ async fn suppression_silences_queue_and_score_and_its_end_requeues() {
                 author: "tam@example.com".to_owned(),
                 expires_at: now + TimeDuration::days(7),
             },
+            &crate::store::audit::Actor::cli(),
             now,
         )
         .unwrap();
@@ -301,8 +311,16 @@ async fn suppression_silences_queue_and_score_and_its_end_requeues() {
         .await;
     assert!(org.store.list_queue(None, false, now).unwrap().is_empty());
 
-    assert!(org.store.end_suppression(s.id, "tam@example.com", now).unwrap());
-    assert!(!org.store.end_suppression(s.id, "tam@example.com", now).unwrap());
+    assert!(
+        org.store
+            .end_suppression(s.id, "tam@example.com", &crate::store::audit::Actor::cli(), now)
+            .unwrap()
+    );
+    assert!(
+        !org.store
+            .end_suppression(s.id, "tam@example.com", &crate::store::audit::Actor::cli(), now)
+            .unwrap()
+    );
     assert!(org.host_score().unwrap() > 0.0);
     org.send(now, vec![crit.clone()], now).await;
     assert_eq!(
@@ -321,17 +339,23 @@ async fn suppression_silences_queue_and_score_and_its_end_requeues() {
         author: "a".to_owned(),
         expires_at: expires,
     };
-    let e = org
-        .store
-        .add_suppression(&bad("NOPE-NOPE-001", "r", now + TimeDuration::days(1)), now);
+    let e = org.store.add_suppression(
+        &bad("NOPE-NOPE-001", "r", now + TimeDuration::days(1)),
+        &crate::store::audit::Actor::cli(),
+        now,
+    );
     assert!(e.unwrap_err().to_string().contains("unknown rule"));
-    let e = org
-        .store
-        .add_suppression(&bad(&crit.rule, " ", now + TimeDuration::days(1)), now);
+    let e = org.store.add_suppression(
+        &bad(&crit.rule, " ", now + TimeDuration::days(1)),
+        &crate::store::audit::Actor::cli(),
+        now,
+    );
     assert!(e.unwrap_err().is_usage());
-    let e = org
-        .store
-        .add_suppression(&bad(&crit.rule, "r", now - TimeDuration::days(1)), now);
+    let e = org.store.add_suppression(
+        &bad(&crit.rule, "r", now - TimeDuration::days(1)),
+        &crate::store::audit::Actor::cli(),
+        now,
+    );
     assert!(e.unwrap_err().to_string().contains("future"));
 }
 
@@ -341,8 +365,16 @@ async fn acknowledging_records_who_and_when_once() {
     let now = T0 + TimeDuration::minutes(1);
     org.send(T0, vec![finding(critical_rule(), "")], now).await;
     let id = org.store.list_queue(None, false, now).unwrap()[0].id;
-    assert!(org.store.acknowledge(id, "tam@example.com", now).unwrap());
-    assert!(!org.store.acknowledge(id, "other@example.com", now).unwrap());
+    assert!(
+        org.store
+            .acknowledge(id, "tam@example.com", &crate::store::audit::Actor::cli(), now)
+            .unwrap()
+    );
+    assert!(
+        !org.store
+            .acknowledge(id, "other@example.com", &crate::store::audit::Actor::cli(), now)
+            .unwrap()
+    );
     let entry = &org
         .store
         .list_queue(None, false, now + TimeDuration::hours(1))
@@ -351,10 +383,16 @@ async fn acknowledging_records_who_and_when_once() {
     assert_eq!(entry.acknowledged_at, Some(ts(now)));
     assert!(!entry.overdue, "acknowledged entries are not overdue");
     assert!(matches!(
-        org.store.acknowledge(999, "x", now),
+        org.store
+            .acknowledge(999, "x", &crate::store::audit::Actor::cli(), now),
         Err(StoreError::NotFound(_))
     ));
-    assert!(org.store.acknowledge(id, " ", now).unwrap_err().is_usage());
+    assert!(
+        org.store
+            .acknowledge(id, " ", &crate::store::audit::Actor::cli(), now)
+            .unwrap_err()
+            .is_usage()
+    );
 }
 
 #[tokio::test]
@@ -493,6 +531,7 @@ async fn alerts_for_findings_of_a_planned_change_wait_for_its_end() {
                 description: "VDA upgrade to 2411".to_owned(),
                 author: "tam@example.com".to_owned(),
             },
+            &crate::store::audit::Actor::cli(),
             T0,
         )
         .unwrap();
@@ -542,8 +581,16 @@ async fn alerts_for_findings_of_a_planned_change_wait_for_its_end() {
     assert!(last_error.contains("resolved"), "{last_error}");
 
     // Cancelled: its findings are no longer change-related.
-    assert!(org.store.cancel_change_window(window.id, now).unwrap());
-    assert!(!org.store.cancel_change_window(window.id, now).unwrap());
+    assert!(
+        org.store
+            .cancel_change_window(window.id, &crate::store::audit::Actor::cli(), now)
+            .unwrap()
+    );
+    assert!(
+        !org.store
+            .cancel_change_window(window.id, &crate::store::audit::Actor::cli(), now)
+            .unwrap()
+    );
     assert_eq!(org.open(now)[0].change_window, None);
     let bad = org.store.add_change_window(
         &NewChangeWindow {
@@ -554,6 +601,7 @@ async fn alerts_for_findings_of_a_planned_change_wait_for_its_end() {
             description: "x".to_owned(),
             author: "y".to_owned(),
         },
+        &crate::store::audit::Actor::cli(),
         now,
     );
     assert!(bad.unwrap_err().is_usage());

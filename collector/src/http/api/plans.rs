@@ -96,7 +96,11 @@ pub async fn add_suppression(
         author: principal.login.clone(),
         expires_at: now + Duration::days(body.days),
     };
-    let created = state.store.suppress(new, principal.actor(), now).await.map_err(write_error)?;
+    let created = state
+        .store
+        .suppress(new, principal.actor(), now)
+        .await
+        .map_err(write_error)?;
     tracing::info!(login = %principal.login, suppression = created.id, rule = %created.rule, "suppression added (API)");
     Ok((StatusCode::CREATED, Json(created)))
 }

@@ -102,15 +102,46 @@ async fn world() -> World {
     let other = orgs.iter().find(|o| **o != org).unwrap().clone();
     let h = Hasher::insecure_for_tests();
     let pw = h.hash("a password 123").unwrap();
-    store.add_user("root", "Root", Role::Admin, &pw, now).unwrap();
-    let a = store.add_user("tam_a", "Tam A", Role::Tam, &pw, now).unwrap();
-    let b = store.add_user("tam_b", "Tam B", Role::Tam, &pw, now).unwrap();
-    store.assign_tam("tam_a", &org, now).unwrap();
-    store.assign_tam("tam_b", &other, now).unwrap();
+    store
+        .add_user(
+            "root",
+            "Root",
+            Role::Admin,
+            &pw,
+            &crate::store::audit::Actor::cli(),
+            now,
+        )
+        .unwrap();
+    let a = store
+        .add_user(
+            "tam_a",
+            "Tam A",
+            Role::Tam,
+            &pw,
+            &crate::store::audit::Actor::cli(),
+            now,
+        )
+        .unwrap();
+    let b = store
+        .add_user(
+            "tam_b",
+            "Tam B",
+            Role::Tam,
+            &pw,
+            &crate::store::audit::Actor::cli(),
+            now,
+        )
+        .unwrap();
+    store
+        .assign_tam("tam_a", &org, &crate::store::audit::Actor::cli(), now)
+        .unwrap();
+    store
+        .assign_tam("tam_b", &other, &crate::store::audit::Actor::cli(), now)
+        .unwrap();
     let token = |login: &str| {
         Caller::Token(
             store
-                .issue_api_token(login, "test", now)
+                .issue_api_token(login, "test", &crate::store::audit::Actor::cli(), now)
                 .unwrap()
                 .token
                 .expose()
@@ -137,6 +168,7 @@ async fn world() -> World {
                 author: "tam_a".to_owned(),
                 expires_at: now + Duration::days(5),
             },
+            &crate::store::audit::Actor::cli(),
             now,
         )
         .unwrap();
@@ -150,6 +182,7 @@ async fn world() -> World {
                 description: "VDA 2411 upgrade".to_owned(),
                 author: "tam_a".to_owned(),
             },
+            &crate::store::audit::Actor::cli(),
             now,
         )
         .unwrap();

@@ -92,15 +92,35 @@ impl Fixture {
         let store = Store::open_in(dir.path()).unwrap();
         let now = OffsetDateTime::now_utc();
         let h = Hasher::insecure_for_tests();
-        store.add_org("ORG-1", "One", now).unwrap();
-        store.add_org("ORG-2", "Two", now).unwrap();
         store
-            .add_user("root", "Ada Admin", Role::Admin, &h.hash(ADMIN_PW).unwrap(), now)
+            .add_org("ORG-1", "One", &crate::store::audit::Actor::cli(), now)
             .unwrap();
         store
-            .add_user("tam1", "<b>Tam</b>", Role::Tam, &h.hash(TAM_PW).unwrap(), now)
+            .add_org("ORG-2", "Two", &crate::store::audit::Actor::cli(), now)
             .unwrap();
-        store.assign_tam("tam1", "ORG-1", now).unwrap();
+        store
+            .add_user(
+                "root",
+                "Ada Admin",
+                Role::Admin,
+                &h.hash(ADMIN_PW).unwrap(),
+                &crate::store::audit::Actor::cli(),
+                now,
+            )
+            .unwrap();
+        store
+            .add_user(
+                "tam1",
+                "<b>Tam</b>",
+                Role::Tam,
+                &h.hash(TAM_PW).unwrap(),
+                &crate::store::audit::Actor::cli(),
+                now,
+            )
+            .unwrap();
+        store
+            .assign_tam("tam1", "ORG-1", &crate::store::audit::Actor::cli(), now)
+            .unwrap();
         let mut state = AppState::new(store, Limits::default());
         state.auth = AuthState::for_tests(config);
         Fixture { _dir: dir, state }
@@ -444,7 +464,11 @@ async fn api_tokens_authenticate_scripts_until_revoked() {
     assert_eq!(a.json()["error"], "unauthenticated");
     assert_eq!(a.headers["www-authenticate"], "Bearer");
 
-    let issued = f.state.store.issue_api_token("tam1", "script", now).unwrap();
+    let issued = f
+        .state
+        .store
+        .issue_api_token("tam1", "script", &crate::store::audit::Actor::cli(), now)
+        .unwrap();
     let token = issued.token.expose();
     let me = f.api("/v1/me", Some(token), None).await;
     assert_eq!(me.status, StatusCode::OK, "{}", me.body);
@@ -460,7 +484,10 @@ async fn api_tokens_authenticate_scripts_until_revoked() {
         .unwrap();
     assert_eq!(f.send(r).await.status, StatusCode::SEE_OTHER);
 
-    f.state.store.revoke_api_token(&issued.id, now).unwrap();
+    f.state
+        .store
+        .revoke_api_token(&issued.id, &crate::store::audit::Actor::cli(), now)
+        .unwrap();
     let revoked = f.api("/v1/me", Some(token), None).await;
     assert_eq!(revoked.status, StatusCode::UNAUTHORIZED);
     assert_eq!(revoked.json()["error"], "invalid_token");
@@ -559,13 +586,20 @@ impl Fixture {
                     Tier::PriorityPlus,
                     today - time::Duration::days(100),
                     today + time::Duration::days(600),
+                    &crate::store::audit::Actor::cli(),
                     now,
                 )
                 .unwrap();
             store.add_environment(org, "prod", now).unwrap();
         }
         let token = store
-            .issue_token(org, "prod", time::Duration::days(1), now)
+            .issue_token(
+                org,
+                "prod",
+                time::Duration::days(1),
+                &crate::store::audit::Actor::cli(),
+                now,
+            )
             .unwrap();
         let enrolled = store
             .enroll(
@@ -751,7 +785,14 @@ async fn a_tam_sees_only_their_orgs_entries_overdue_first() {
     let h = Hasher::insecure_for_tests();
     f.state
         .store
-        .add_user("tam2", "Tam Two", Role::Tam, &h.hash(TAM_PW).unwrap(), now)
+        .add_user(
+            "tam2",
+            "Tam Two",
+            Role::Tam,
+            &h.hash(TAM_PW).unwrap(),
+            &crate::store::audit::Actor::cli(),
+            now,
+        )
         .unwrap();
     let tam2 = f.sign_in("tam2", TAM_PW).await;
     let page = f.get("/queue", Some(&tam2)).await;
@@ -895,7 +936,9 @@ impl Fixture {
         let title = self.seed_queue().await;
         let store = &self.state.store;
         let now = OffsetDateTime::now_utc();
-        store.add_org("ORG-3", "Three", now).unwrap();
+        store
+            .add_org("ORG-3", "Three", &crate::store::audit::Actor::cli(), now)
+            .unwrap();
         store
             .add_contract(
                 "ORG-3",
@@ -903,6 +946,7 @@ impl Fixture {
                 Tier::Select,
                 now.date() - time::Duration::days(10),
                 now.date() + time::Duration::days(600),
+                &crate::store::audit::Actor::cli(),
                 now,
             )
             .unwrap();
