@@ -100,6 +100,9 @@ pub enum Command {
     /// API tokens of console users, for scripts.
     #[command(subcommand)]
     ApiToken(crate::account_cmd::ApiTokenCommand),
+    /// The audit log: who did what, when and from where.
+    #[command(subcommand)]
+    Audit(crate::audit_cmd::AuditCommand),
     /// Fill a data directory with synthetic customers, hosts and snapshots (demos, tests, benchmarks).
     Seed(crate::seed_cmd::SeedArgs),
 }
@@ -319,6 +322,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Tam(cmd) => crate::account_cmd::tam(&open(&cli)?, cmd, now),
         Command::ApiToken(cmd) => crate::account_cmd::api_token(&open(&cli)?, cmd, now),
         Command::Seed(args) => crate::seed_cmd::run(&open(&cli)?, args, now),
+        Command::Audit(cmd) => crate::audit_cmd::run(&open(&cli)?, cmd),
         Command::Host(HostCommand::List { org, env, output }) => {
             let hosts = open(&cli)?.list_hosts(org.as_deref(), env.as_deref())?;
             if output.json {

@@ -12,6 +12,7 @@
 //!
 //! [`Store::owner_of`]: crate::store::Store::owner_of
 
+pub mod audit;
 pub mod hosts;
 pub mod openapi;
 pub mod orgs;
@@ -113,6 +114,7 @@ pub fn table() -> Vec<ApiRoute> {
         route(M::GET, "/v1/queue", Tam, queue::list),
         route(M::POST, "/v1/queue/{id}/ack", Tam, queue::acknowledge),
         route(M::GET, "/v1/queue/{id}/diff", Tam, queue::diff),
+        route(M::GET, "/v1/audit", Tam, audit::list),
     ]
 }
 

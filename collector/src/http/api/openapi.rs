@@ -397,6 +397,44 @@ fn schemas() -> Value {
             ]),
         ),
         (
+            "AuditEntry",
+            object(vec![
+                ("id", int()),
+                ("at", time()),
+                (
+                    "actor",
+                    json!({"type": "string", "description": "a login, or `cli:USER` for an admin command on the server"}),
+                ),
+                (
+                    "actor_kind",
+                    json!({"type": "string", "enum": ["admin", "tam", "cli", "unknown"]}),
+                ),
+                (
+                    "action",
+                    json!({"type": "string", "enum": [
+                        "sign_in", "sign_in_failed", "sign_out", "user_add", "user_disable", "password_change",
+                        "tam_assign", "tam_unassign", "api_token_issue", "api_token_revoke",
+                        "enrollment_token_issue", "enrollment_token_revoke", "queue_ack", "suppression_add",
+                        "suppression_end", "change_add", "change_cancel", "org_add", "contract_add"
+                    ]}),
+                ),
+                ("target", string()),
+                ("org", nstring()),
+                (
+                    "address",
+                    json!({"type": "string", "description": "the client's address; `local` for a command on the server"}),
+                ),
+                (
+                    "details",
+                    json!({"type": "object", "description": "small non-secret facts about the action"}),
+                ),
+            ]),
+        ),
+        (
+            "AuditList",
+            object(vec![("entries", array(schema("AuditEntry")))]),
+        ),
+        (
             "AckResult",
             object(vec![
                 (
@@ -900,6 +938,25 @@ pub fn document() -> Value {
             "What changed between the host's last snapshot without the entry's finding and its first with it",
             vec![id_param("Queue entry id")],
             answers(vec![("200", ok("Changes", "QueueDiff")), ("404", nf())]),
+            None,
+        ),
+    );
+    add(
+        "/v1/audit",
+        "get",
+        tam(
+            "The audit log, newest first: every entry for an admin, the entries of the caller's orgs for a TAM",
+            vec![
+                query_param("org", "Only entries about this org", string()),
+                query_param("actor", "Only entries by this actor", string()),
+                query_param("since", "Only entries at or after this time (RFC 3339)", time()),
+                query_param(
+                    "limit",
+                    "At most this many entries",
+                    json!({"type": "integer", "minimum": 1, "maximum": crate::store::audit::MAX_LIMIT, "default": 100}),
+                ),
+            ],
+            answers(vec![("200", ok("Entries", "AuditList")), ("400", bad())]),
             None,
         ),
     );
