@@ -269,3 +269,276 @@ impl Store {
         self.blocking(move |conn| list(conn, &filter, &visibility)).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+    use crate::config::ConsoleConfig;
+    use crate::entitlement::Tier;
+    use crate::password::Hasher;
+    use crate::store::accounts::SignIn;
+    use crate::store::{NewChangeWindow, NewSuppression, Revoked};
+
+    const PASSWORD: &str = "the tam password 1";
+
+    fn t0() -> OffsetDateTime {
+        time::macros::datetime!(2026-11-20 09:00 UTC)
+    }
+
+    fn admin() -> Actor {
+        Actor::user("root", Role::Admin, Some("192.0.2.1"))
+    }
+
+    fn tam() -> Actor {
+        Actor::user("tam1", Role::Tam, Some("198.51.100.7"))
+    }
+
+    fn all(store: &Store) -> Vec<AuditEntry> {
+        store
+            .list_audit(&AuditFilter::default(), &Visibility::All)
+            .unwrap()
+    }
+
+    /// The newest row, checked to be the only new one since `before` rows.
+    fn newest(store: &Store, before: usize) -> AuditEntry {
+        let rows = all(store);
+        assert_eq!(rows.len(), before + 1, "{rows:#?}");
+        rows[0].clone()
+    }
+
+    fn check(e: &AuditEntry, actor: &Actor, action: &str, target: &str, org: Option<&str>) {
+        assert_eq!(e.actor, actor.who, "{e:?}");
+        assert_eq!(e.actor_kind, actor.kind.as_str(), "{e:?}");
+        assert_eq!(e.address, actor.address, "{e:?}");
+        assert_eq!(e.action, action, "{e:?}");
+        assert_eq!(e.target, target, "{e:?}");
+        assert_eq!(e.org.as_deref(), org, "{e:?}");
+    }
+
+    #[tokio::test]
+    async fn each_action_writes_one_row_without_secrets() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_in(dir.path()).unwrap();
+        let h = Hasher::insecure_for_tests();
+        let c = ConsoleConfig::default();
+        let cli = Actor {
+            who: "cli:ops".to_owned(),
+            kind: ActorKind::Cli,
+            address: "local".to_owned(),
+        };
+        let mut secrets: Vec<String> = vec![PASSWORD.to_owned(), "a new password 2".to_owned()];
+        let n = std::cell::Cell::new(0);
+        let step = |store: &Store, actor: &Actor, action: &str, target: &str, org: Option<&str>| {
+            let e = newest(store, n.get());
+            check(&e, actor, action, target, org);
+            n.set(n.get() + 1);
+            e
+        };
+
+        store.add_org("ORG-1", "One", &cli, t0()).unwrap();
+        step(&store, &cli, "org_add", "ORG-1", Some("ORG-1"));
+        let start = time::macros::date!(2026 - 01 - 01);
+        let end = time::macros::date!(2026 - 12 - 31);
+        let contract = store
+            .add_contract("ORG-1", "cvad", Tier::Priority, start, end, &cli, t0())
+            .unwrap();
+        step(&store, &cli, "contract_add", &contract.id.to_string(), Some("ORG-1"));
+        store.add_environment("ORG-1", "prod", t0()).unwrap();
+
+        store
+            .add_user("TAM1", "Tam One", Role::Tam, &h.hash(PASSWORD).unwrap(), &cli, t0())
+            .unwrap();
+        step(&store, &cli, "user_add", "tam1", None);
+        store.assign_tam("tam1", "ORG-1", &admin(), t0()).unwrap();
+        step(&store, &admin(), "tam_assign", "tam1", Some("ORG-1"));
+        // A no-op writes nothing.
+        assert!(!store.assign_tam("tam1", "ORG-1", &admin(), t0()).unwrap());
+        assert_eq!(all(&store).len(), n.get());
+
+        // Sign-ins: accepted, refused with a known and an unknown login.
+        let ok = store
+            .sign_in("tam1", PASSWORD.into(), Some("198.51.100.7".into()), &h, c, t0())
+            .await
+            .unwrap();
+        assert!(matches!(ok, SignIn::Accepted(_)));
+        step(&store, &tam(), "sign_in", "tam1", None);
+        store
+            .sign_in("tam1", "wrong password!".into(), Some("203.0.113.9".into()), &h, c, t0())
+            .await
+            .unwrap();
+        let e = step(
+            &store,
+            &Actor::user("tam1", Role::Tam, Some("203.0.113.9")),
+            "sign_in_failed",
+            "tam1",
+            None,
+        );
+        assert_eq!(e.details["reason"], "bad_credentials");
+        secrets.push("wrong password!".to_owned());
+        let typed = format!("  Nobody{}", "x".repeat(100));
+        store
+            .sign_in(&typed, "guess".into(), None, &h, c, t0())
+            .await
+            .unwrap();
+        let unknown = Actor {
+            who: typed.chars().take(64).collect(),
+            kind: ActorKind::Unknown,
+            address: "unknown".to_owned(),
+        };
+        step(&store, &unknown, "sign_in_failed", &unknown.who, None);
+
+        let session = store
+            .create_session(1, None, None, c, t0())
+            .await
+            .unwrap();
+        secrets.push(session.token.expose().to_owned());
+        secrets.push(session.token.hash());
+        store
+            .delete_session(session.token.hash(), tam(), t0())
+            .await
+            .unwrap();
+        step(&store, &tam(), "sign_out", "tam1", None);
+
+        let api = store.issue_api_token("tam1", "nightly", &admin(), t0()).unwrap();
+        secrets.push(api.token.expose().to_owned());
+        secrets.push(api.token.hash());
+        let e = step(&store, &admin(), "api_token_issue", &api.id, None);
+        assert_eq!(e.details["name"], "nightly");
+        // Revoked by the token itself: the row names the id, never the token.
+        let r = store
+            .revoke_api_token(api.token.expose(), &admin(), t0())
+            .unwrap();
+        assert_eq!(r, Revoked::Now);
+        step(&store, &admin(), "api_token_revoke", &api.id, None);
+
+        let enroll = store
+            .issue_token("ORG-1", "prod", time::Duration::days(1), &cli, t0())
+            .unwrap();
+        secrets.push(enroll.token.expose().to_owned());
+        secrets.push(enroll.token.hash());
+        step(&store, &cli, "enrollment_token_issue", &enroll.id, Some("ORG-1"));
+        store.revoke_token(enroll.token.expose(), &cli, t0()).unwrap();
+        step(&store, &cli, "enrollment_token_revoke", &enroll.id, Some("ORG-1"));
+        assert_eq!(
+            store.revoke_token(&enroll.id, &cli, t0()).unwrap(),
+            Revoked::Already
+        );
+        assert_eq!(all(&store).len(), n.get());
+
+        let s = store
+            .add_suppression(
+                &NewSuppression {
+                    org: "ORG-1".into(),
+                    environment: Some("prod".into()),
+                    host: None,
+                    rule: "FLEET-STALE-001".into(),
+                    reason: "decommissioning".into(),
+                    author: "tam1".into(),
+                    expires_at: t0() + time::Duration::days(3),
+                },
+                &tam(),
+                t0(),
+            )
+            .unwrap();
+        step(&store, &tam(), "suppression_add", &s.id.to_string(), Some("ORG-1"));
+        assert!(store.end_suppression(s.id, "tam1", &tam(), t0()).unwrap());
+        step(&store, &tam(), "suppression_end", &s.id.to_string(), Some("ORG-1"));
+
+        let w = store
+            .add_change_window(
+                &NewChangeWindow {
+                    org: "ORG-1".into(),
+                    environment: "prod".into(),
+                    starts_at: t0() + time::Duration::days(1),
+                    ends_at: t0() + time::Duration::days(2),
+                    description: "upgrade".into(),
+                    author: "tam1".into(),
+                },
+                &tam(),
+                t0(),
+            )
+            .unwrap();
+        step(&store, &tam(), "change_add", &w.id.to_string(), Some("ORG-1"));
+        assert!(store.cancel_change_window(w.id, &tam(), t0()).unwrap());
+        step(&store, &tam(), "change_cancel", &w.id.to_string(), Some("ORG-1"));
+
+        store
+            .set_password("tam1", &h.hash("a new password 2").unwrap(), &cli, t0())
+            .unwrap();
+        step(&store, &cli, "password_change", "tam1", None);
+        store.unassign_tam("tam1", "ORG-1", &admin(), t0()).unwrap();
+        step(&store, &admin(), "tam_unassign", "tam1", Some("ORG-1"));
+        store.disable_user("tam1", &cli, t0()).unwrap();
+        step(&store, &cli, "user_disable", "tam1", None);
+
+        let dump = serde_json::to_string(&all(&store)).unwrap();
+        for secret in &secrets {
+            assert!(!dump.contains(secret.as_str()), "{secret} in {dump}");
+        }
+        // The whole table, raw, too.
+        let conn = store.lock();
+        let raw: String = conn
+            .query_row(
+                "SELECT group_concat(actor || target || address || details, '|') FROM audit",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        for secret in &secrets {
+            assert!(!raw.contains(secret.as_str()), "{secret}");
+        }
+    }
+
+    #[test]
+    fn the_list_filters_and_a_tam_sees_only_their_orgs() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_in(dir.path()).unwrap();
+        store.add_org("ORG-1", "One", &admin(), t0()).unwrap();
+        store
+            .add_org("ORG-2", "Two", &tam(), t0() + time::Duration::hours(1))
+            .unwrap();
+        store
+            .add_org("ORG-3", "Three", &admin(), t0() + time::Duration::hours(2))
+            .unwrap();
+        store
+            .add_user(
+                "tam2",
+                "T",
+                Role::Tam,
+                &Hasher::insecure_for_tests().hash(PASSWORD).unwrap(),
+                &admin(),
+                t0() + time::Duration::hours(3),
+            )
+            .unwrap();
+        let targets = |rows: Vec<AuditEntry>| rows.into_iter().map(|e| e.target).collect::<Vec<_>>();
+        let list = |f: AuditFilter, v: &Visibility| targets(store.list_audit(&f, v).unwrap());
+        assert_eq!(
+            list(AuditFilter::default(), &Visibility::All),
+            ["tam2", "ORG-3", "ORG-2", "ORG-1"]
+        );
+        let org = |o: &str| AuditFilter {
+            org: Some(o.into()),
+            ..Default::default()
+        };
+        assert_eq!(list(org("ORG-2"), &Visibility::All), ["ORG-2"]);
+        let actor = AuditFilter {
+            actor: Some("ROOT".into()),
+            ..Default::default()
+        };
+        assert_eq!(list(actor, &Visibility::All), ["tam2", "ORG-3", "ORG-1"]);
+        let since = AuditFilter {
+            since: Some(t0() + time::Duration::hours(1)),
+            limit: Some(2),
+            ..Default::default()
+        };
+        assert_eq!(list(since, &Visibility::All), ["tam2", "ORG-3"]);
+
+        // A TAM: only rows of their orgs, never the org-less ones (user admin, sign-ins).
+        let v = Visibility::Orgs(BTreeSet::from(["ORG-1".to_owned(), "ORG-3".to_owned()]));
+        assert_eq!(list(AuditFilter::default(), &v), ["ORG-3", "ORG-1"]);
+        assert!(list(org("ORG-2"), &v).is_empty());
+        assert!(list(AuditFilter::default(), &Visibility::Orgs(BTreeSet::new())).is_empty());
+    }
+}
