@@ -744,3 +744,73 @@ async fn no_route_or_page_serves_an_org_to_anyone_else() {
     assert_eq!(a.status, StatusCode::SEE_OTHER);
     assert_eq!(a.headers.get(LOCATION).unwrap(), "/queue");
 }
+
+#[tokio::test]
+async fn the_audit_log_records_api_actions_and_shows_a_tam_only_their_orgs() {
+    let w = world().await;
+    let Caller::Token(tam_a_token) = &w.tam_a else {
+        unreachable!()
+    };
+    // An acknowledgement from a known address: recorded with who, what, which org and where from.
+    let mut request = Request::builder()
+        .method(Method::POST)
+        .uri(format!("/v1/queue/{}/ack", w.queue_id))
+        .header(AUTHORIZATION, format!("Bearer {tam_a_token}"))
+        .header(CONTENT_TYPE, "application/json")
+        .body(Body::from("{}"))
+        .unwrap();
+    request
+        .extensions_mut()
+        .insert(axum::extract::ConnectInfo(std::net::SocketAddr::from((
+            [192, 0, 2, 44],
+            50_000,
+        ))));
+    let response = app(w.state.clone()).oneshot(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+
+    let a = w
+        .call(&Method::GET, "/v1/audit?actor=tam_a", &w.tam_a, None)
+        .await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    let entries = a.json()["entries"].as_array().unwrap().clone();
+    let ack = entries
+        .iter()
+        .find(|e| e["action"] == "queue_ack")
+        .unwrap_or_else(|| panic!("no queue_ack in {}", a.body));
+    assert_eq!(ack["actor"], "tam_a");
+    assert_eq!(ack["actor_kind"], "tam");
+    assert_eq!(ack["target"], w.queue_id.to_string());
+    assert_eq!(ack["org"], w.org.as_str());
+    assert_eq!(ack["address"], "192.0.2.44");
+    assert!(!a.body.contains(tam_a_token.as_str()));
+
+    // The admin sees the org's rows, the CLI's among them; the other org's TAM sees none of them.
+    let org_query = format!("/v1/audit?org={}&limit=1000", w.org);
+    let admin = w.call(&Method::GET, &org_query, &w.admin, None).await;
+    let actions: Vec<String> = admin.json()["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap().to_owned())
+        .collect();
+    for action in ["queue_ack", "suppression_add", "change_add", "tam_assign"] {
+        assert!(actions.iter().any(|a| a == action), "{action}: {actions:?}");
+    }
+    for caller in [&w.tam_b, &w.tam_b_session] {
+        let b = w.call(&Method::GET, &org_query, caller, None).await;
+        assert_eq!(b.status, StatusCode::OK, "{}", b.body);
+        assert_eq!(b.json()["entries"], json!([]), "{}", b.body);
+        let b = w.call(&Method::GET, "/v1/audit", caller, None).await;
+        assert!(!b.body.contains(w.org.as_str()), "{}", b.body);
+    }
+    let anonymous = w
+        .call(&Method::GET, "/v1/audit", &Caller::Anonymous, None)
+        .await;
+    assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED);
+    for bad in ["limit=0", "limit=many", "since=yesterday", "who=me"] {
+        let a = w
+            .call(&Method::GET, &format!("/v1/audit?{bad}"), &w.admin, None)
+            .await;
+        assert_eq!(a.status, StatusCode::BAD_REQUEST, "{bad}: {}", a.body);
+    }
+}
