@@ -13,6 +13,7 @@ use uuid::Uuid;
 use super::*;
 use crate::config::Limits;
 use crate::entitlement::Tier;
+use crate::store::audit::Actor;
 
 struct Fixture {
     _dir: tempfile::TempDir,
@@ -32,9 +33,7 @@ impl Fixture {
         let store = Store::open_in(dir.path()).unwrap();
         let now = OffsetDateTime::now_utc();
         let today = now.date();
-        store
-            .add_org("ORG-1", "Example", &crate::store::audit::Actor::cli(), now)
-            .unwrap();
+        store.add_org("ORG-1", "Example", &Actor::cli(), now).unwrap();
         store
             .add_contract(
                 "ORG-1",
@@ -42,19 +41,13 @@ impl Fixture {
                 Tier::PriorityPlus,
                 today - TimeDuration::days(10),
                 today + TimeDuration::days(700),
-                &crate::store::audit::Actor::cli(),
+                &Actor::cli(),
                 now,
             )
             .unwrap();
         store.add_environment("ORG-1", "prod", now).unwrap();
         let token = store
-            .issue_token(
-                "ORG-1",
-                "prod",
-                TimeDuration::days(30),
-                &crate::store::audit::Actor::cli(),
-                now,
-            )
+            .issue_token("ORG-1", "prod", TimeDuration::days(30), &Actor::cli(), now)
             .unwrap();
         let host_id = Uuid::new_v4();
         let enrolled = store
@@ -194,7 +187,7 @@ async fn revoked_credential_is_401() {
             "ORG-1",
             "prod",
             TimeDuration::days(1),
-            &crate::store::audit::Actor::cli(),
+            &Actor::cli(),
             OffsetDateTime::now_utc(),
         )
         .unwrap();
@@ -363,9 +356,7 @@ async fn lapsed_org_is_403() {
     let store = Store::open_in(dir.path()).unwrap();
     let now = OffsetDateTime::now_utc();
     let then = now - TimeDuration::days(100);
-    store
-        .add_org("ORG-OLD", "Old", &crate::store::audit::Actor::cli(), then)
-        .unwrap();
+    store.add_org("ORG-OLD", "Old", &Actor::cli(), then).unwrap();
     store
         .add_contract(
             "ORG-OLD",
@@ -373,19 +364,13 @@ async fn lapsed_org_is_403() {
             Tier::Priority,
             now.date() - TimeDuration::days(800),
             now.date() - TimeDuration::days(35),
-            &crate::store::audit::Actor::cli(),
+            &Actor::cli(),
             then,
         )
         .unwrap();
     store.add_environment("ORG-OLD", "prod", then).unwrap();
     let token = store
-        .issue_token(
-            "ORG-OLD",
-            "prod",
-            TimeDuration::days(30),
-            &crate::store::audit::Actor::cli(),
-            then,
-        )
+        .issue_token("ORG-OLD", "prod", TimeDuration::days(30), &Actor::cli(), then)
         .unwrap();
     let host_id = Uuid::new_v4();
     // Enrolled while the contract was active...
@@ -416,7 +401,7 @@ async fn enroll_answers_201_then_the_credential_works() {
             "ORG-1",
             "prod",
             TimeDuration::days(1),
-            &crate::store::audit::Actor::cli(),
+            &Actor::cli(),
             OffsetDateTime::now_utc(),
         )
         .unwrap();
@@ -462,18 +447,9 @@ async fn enroll_refusals() {
     let token = f
         .state
         .store
-        .issue_token(
-            "ORG-1",
-            "prod",
-            TimeDuration::days(1),
-            &crate::store::audit::Actor::cli(),
-            now,
-        )
+        .issue_token("ORG-1", "prod", TimeDuration::days(1), &Actor::cli(), now)
         .unwrap();
-    f.state
-        .store
-        .revoke_token(&token.id, &crate::store::audit::Actor::cli(), now)
-        .unwrap();
+    f.state.store.revoke_token(&token.id, &Actor::cli(), now).unwrap();
     let (status, _, body) = f
         .send(enroll(token.token.expose().to_owned(), Uuid::new_v4()))
         .await;
@@ -487,7 +463,7 @@ async fn enroll_refusals() {
             "ORG-1",
             "prod",
             TimeDuration::days(1),
-            &crate::store::audit::Actor::cli(),
+            &Actor::cli(),
             now - TimeDuration::days(2),
         )
         .unwrap();
@@ -502,13 +478,7 @@ async fn enroll_refusals() {
     let other = f
         .state
         .store
-        .issue_token(
-            "ORG-1",
-            "test",
-            TimeDuration::days(1),
-            &crate::store::audit::Actor::cli(),
-            now,
-        )
+        .issue_token("ORG-1", "test", TimeDuration::days(1), &Actor::cli(), now)
         .unwrap();
     let (status, _, body) = f.send(enroll(other.token.expose().to_owned(), f.host_id)).await;
     assert_eq!(status, StatusCode::CONFLICT);

@@ -783,7 +783,7 @@ mod tests {
                 "Some One",
                 role,
                 &h.hash(password).unwrap(),
-                &crate::store::audit::Actor::cli(),
+                &Actor::cli(),
                 t0(),
             )
             .unwrap()
@@ -793,12 +793,8 @@ mod tests {
     fn users_roles_and_visibility() {
         let (_dir, store) = store();
         let h = Hasher::insecure_for_tests();
-        store
-            .add_org("ORG-1", "One", &crate::store::audit::Actor::cli(), t0())
-            .unwrap();
-        store
-            .add_org("ORG-2", "Two", &crate::store::audit::Actor::cli(), t0())
-            .unwrap();
+        store.add_org("ORG-1", "One", &Actor::cli(), t0()).unwrap();
+        store.add_org("ORG-2", "Two", &Actor::cli(), t0()).unwrap();
         let admin = add(&store, &h, "Root", Role::Admin, "admin password!");
         assert_eq!(admin.login, "root");
         let tam = add(&store, &h, "tam1", Role::Tam, "tam password 1");
@@ -808,7 +804,7 @@ mod tests {
                 "x",
                 Role::Tam,
                 &h.hash("another password").unwrap(),
-                &crate::store::audit::Actor::cli(),
+                &Actor::cli(),
                 t0(),
             )
             .unwrap_err();
@@ -821,7 +817,7 @@ mod tests {
                         "x",
                         Role::Tam,
                         &h.hash("another password").unwrap(),
-                        &crate::store::audit::Actor::cli(),
+                        &Actor::cli(),
                         t0()
                     )
                     .is_err(),
@@ -834,26 +830,10 @@ mod tests {
             store.visible_orgs(tam.id).unwrap(),
             Visibility::Orgs(BTreeSet::new())
         );
-        assert!(
-            store
-                .assign_tam("tam1", "ORG-1", &crate::store::audit::Actor::cli(), t0())
-                .unwrap()
-        );
-        assert!(
-            !store
-                .assign_tam("tam1", "ORG-1", &crate::store::audit::Actor::cli(), t0())
-                .unwrap()
-        );
-        assert!(
-            store
-                .assign_tam("tam1", "NOPE", &crate::store::audit::Actor::cli(), t0())
-                .is_err()
-        );
-        assert!(
-            store
-                .assign_tam("root", "ORG-1", &crate::store::audit::Actor::cli(), t0())
-                .is_err()
-        );
+        assert!(store.assign_tam("tam1", "ORG-1", &Actor::cli(), t0()).unwrap());
+        assert!(!store.assign_tam("tam1", "ORG-1", &Actor::cli(), t0()).unwrap());
+        assert!(store.assign_tam("tam1", "NOPE", &Actor::cli(), t0()).is_err());
+        assert!(store.assign_tam("root", "ORG-1", &Actor::cli(), t0()).is_err());
         let v = store.visible_orgs(tam.id).unwrap();
         assert!(v.contains("ORG-1") && !v.contains("ORG-2"));
         assert!(Visibility::All.contains("ORG-2"));
@@ -862,22 +842,12 @@ mod tests {
         assert_eq!(listed[1].orgs, vec!["ORG-1".to_owned()]);
         assert!(
             store
-                .unassign_tam(
-                    "tam1",
-                    "ORG-1",
-                    &crate::store::audit::Actor::cli(),
-                    OffsetDateTime::now_utc()
-                )
+                .unassign_tam("tam1", "ORG-1", &Actor::cli(), OffsetDateTime::now_utc())
                 .unwrap()
         );
         assert!(
             !store
-                .unassign_tam(
-                    "tam1",
-                    "ORG-1",
-                    &crate::store::audit::Actor::cli(),
-                    OffsetDateTime::now_utc()
-                )
+                .unassign_tam("tam1", "ORG-1", &Actor::cli(), OffsetDateTime::now_utc())
                 .unwrap()
         );
         assert_eq!(
@@ -901,16 +871,8 @@ mod tests {
             let r = store.sign_in(login, pw.into(), None, &h, c, t0()).await.unwrap();
             assert_eq!(r, SignIn::Refused(Refusal::BadCredentials));
         }
-        assert!(
-            store
-                .disable_user("tam1", &crate::store::audit::Actor::cli(), t0())
-                .unwrap()
-        );
-        assert!(
-            !store
-                .disable_user("tam1", &crate::store::audit::Actor::cli(), t0())
-                .unwrap()
-        );
+        assert!(store.disable_user("tam1", &Actor::cli(), t0()).unwrap());
+        assert!(!store.disable_user("tam1", &Actor::cli(), t0()).unwrap());
         let r = store
             .sign_in("tam1", "tam password 1".into(), None, &h, c, t0())
             .await
@@ -1085,7 +1047,7 @@ mod tests {
             .set_password(
                 "tam1",
                 &h.hash("a new password").unwrap(),
-                &crate::store::audit::Actor::cli(),
+                &Actor::cli(),
                 OffsetDateTime::now_utc(),
             )
             .unwrap();
@@ -1097,9 +1059,7 @@ mod tests {
                 .is_none()
         );
         let s = store.create_session(user.id, None, None, c, t0()).await.unwrap();
-        store
-            .disable_user("tam1", &crate::store::audit::Actor::cli(), t0())
-            .unwrap();
+        store.disable_user("tam1", &Actor::cli(), t0()).unwrap();
         assert!(
             store
                 .authenticate_session(s.token.expose().into(), c, t0())
@@ -1116,23 +1076,13 @@ mod tests {
         add(&store, &h, "tam1", Role::Tam, "tam password 1");
         add(&store, &h, "root", Role::Admin, "admin password!");
         let issued = store
-            .issue_api_token("tam1", "nightly report", &crate::store::audit::Actor::cli(), t0())
+            .issue_api_token("tam1", "nightly report", &Actor::cli(), t0())
             .unwrap();
         assert!(issued.token.expose().starts_with("chtt_"));
         assert!(issued.id.starts_with("tt_"));
-        store
-            .issue_api_token("root", "ops", &crate::store::audit::Actor::cli(), t0())
-            .unwrap();
-        assert!(
-            store
-                .issue_api_token("tam1", " ", &crate::store::audit::Actor::cli(), t0())
-                .is_err()
-        );
-        assert!(
-            store
-                .issue_api_token("ghost", "x", &crate::store::audit::Actor::cli(), t0())
-                .is_err()
-        );
+        store.issue_api_token("root", "ops", &Actor::cli(), t0()).unwrap();
+        assert!(store.issue_api_token("tam1", " ", &Actor::cli(), t0()).is_err());
+        assert!(store.issue_api_token("ghost", "x", &Actor::cli(), t0()).is_err());
 
         let token = issued.token.expose().to_owned();
         let a = store
@@ -1147,31 +1097,21 @@ mod tests {
         assert_eq!(store.list_api_tokens(None).unwrap().len(), 2);
 
         assert_eq!(
-            store
-                .revoke_api_token(&issued.id, &crate::store::audit::Actor::cli(), t0())
-                .unwrap(),
+            store.revoke_api_token(&issued.id, &Actor::cli(), t0()).unwrap(),
             Revoked::Now
         );
         assert_eq!(
-            store
-                .revoke_api_token(&issued.id, &crate::store::audit::Actor::cli(), t0())
-                .unwrap(),
+            store.revoke_api_token(&issued.id, &Actor::cli(), t0()).unwrap(),
             Revoked::Already
         );
-        assert!(
-            store
-                .revoke_api_token("tt_nope", &crate::store::audit::Actor::cli(), t0())
-                .is_err()
-        );
+        assert!(store.revoke_api_token("tt_nope", &Actor::cli(), t0()).is_err());
         assert!(store.authenticate_api_token(token, t0()).await.unwrap().is_none());
 
         // A disabled user's tokens stop working.
         let other = store
-            .issue_api_token("tam1", "second", &crate::store::audit::Actor::cli(), t0())
+            .issue_api_token("tam1", "second", &Actor::cli(), t0())
             .unwrap();
-        store
-            .disable_user("tam1", &crate::store::audit::Actor::cli(), t0())
-            .unwrap();
+        store.disable_user("tam1", &Actor::cli(), t0()).unwrap();
         assert!(
             store
                 .authenticate_api_token(other.token.expose().into(), t0())

@@ -344,11 +344,24 @@ mod tests {
         let contract = store
             .add_contract("ORG-1", "cvad", Tier::Priority, start, end, &cli, t0())
             .unwrap();
-        step(&store, &cli, "contract_add", &contract.id.to_string(), Some("ORG-1"));
+        step(
+            &store,
+            &cli,
+            "contract_add",
+            &contract.id.to_string(),
+            Some("ORG-1"),
+        );
         store.add_environment("ORG-1", "prod", t0()).unwrap();
 
         store
-            .add_user("TAM1", "Tam One", Role::Tam, &h.hash(PASSWORD).unwrap(), &cli, t0())
+            .add_user(
+                "TAM1",
+                "Tam One",
+                Role::Tam,
+                &h.hash(PASSWORD).unwrap(),
+                &cli,
+                t0(),
+            )
             .unwrap();
         step(&store, &cli, "user_add", "tam1", None);
         store.assign_tam("tam1", "ORG-1", &admin(), t0()).unwrap();
@@ -365,7 +378,14 @@ mod tests {
         assert!(matches!(ok, SignIn::Accepted(_)));
         step(&store, &tam(), "sign_in", "tam1", None);
         store
-            .sign_in("tam1", "wrong password!".into(), Some("203.0.113.9".into()), &h, c, t0())
+            .sign_in(
+                "tam1",
+                "wrong password!".into(),
+                Some("203.0.113.9".into()),
+                &h,
+                c,
+                t0(),
+            )
             .await
             .unwrap();
         let e = step(
@@ -389,10 +409,7 @@ mod tests {
         };
         step(&store, &unknown, "sign_in_failed", &unknown.who, None);
 
-        let session = store
-            .create_session(1, None, None, c, t0())
-            .await
-            .unwrap();
+        let session = store.create_session(1, None, None, c, t0()).await.unwrap();
         secrets.push(session.token.expose().to_owned());
         secrets.push(session.token.hash());
         store
@@ -442,9 +459,21 @@ mod tests {
                 t0(),
             )
             .unwrap();
-        step(&store, &tam(), "suppression_add", &s.id.to_string(), Some("ORG-1"));
+        step(
+            &store,
+            &tam(),
+            "suppression_add",
+            &s.id.to_string(),
+            Some("ORG-1"),
+        );
         assert!(store.end_suppression(s.id, "tam1", &tam(), t0()).unwrap());
-        step(&store, &tam(), "suppression_end", &s.id.to_string(), Some("ORG-1"));
+        step(
+            &store,
+            &tam(),
+            "suppression_end",
+            &s.id.to_string(),
+            Some("ORG-1"),
+        );
 
         let w = store
             .add_change_window(

@@ -13,6 +13,7 @@ use uuid::Uuid;
 use super::*;
 use crate::csv_export;
 use crate::seed_cmd::{self, SeedOptions, fixture};
+use crate::store::audit::Actor;
 use crate::store::{Authentication, Judged, NewSnapshot};
 
 struct Seeded {
@@ -332,9 +333,7 @@ async fn findings_filter_and_csv_exports() {
 /// A Priority org with one environment, through the real admin and ingest paths.
 async fn real_org(dir: &std::path::Path, now: OffsetDateTime) -> Store {
     let store = Store::open_in(dir).unwrap();
-    store
-        .add_org("ACME", "Acme", &crate::store::audit::Actor::cli(), now)
-        .unwrap();
+    store.add_org("ACME", "Acme", &Actor::cli(), now).unwrap();
     let today = now.date();
     store
         .add_contract(
@@ -343,7 +342,7 @@ async fn real_org(dir: &std::path::Path, now: OffsetDateTime) -> Store {
             Tier::Priority,
             today - Duration::days(10),
             today + Duration::days(400),
-            &crate::store::audit::Actor::cli(),
+            &Actor::cli(),
             now,
         )
         .unwrap();
@@ -353,13 +352,7 @@ async fn real_org(dir: &std::path::Path, now: OffsetDateTime) -> Store {
 
 async fn enroll(store: &Store, hostname: &str, now: OffsetDateTime) -> super::super::AgentIdentity {
     let token = store
-        .issue_token(
-            "ACME",
-            "prod",
-            Duration::days(1),
-            &crate::store::audit::Actor::cli(),
-            now,
-        )
+        .issue_token("ACME", "prod", Duration::days(1), &Actor::cli(), now)
         .unwrap();
     let enrolled = store
         .enroll(

@@ -945,6 +945,8 @@ impl Store {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    // The contract's fields, who and when: a struct for one caller would hide nothing.
+    #[allow(clippy::too_many_arguments)]
     pub fn add_contract(
         &self,
         org: &str,

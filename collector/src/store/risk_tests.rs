@@ -57,7 +57,7 @@ async fn org_with(tiers: &[Tier]) -> Org {
     let now = OffsetDateTime::now_utc();
     let today = now.date();
     store
-        .add_org("ORG-1", "Example Corp", &crate::store::audit::Actor::cli(), now)
+        .add_org("ORG-1", "Example Corp", &Actor::cli(), now)
         .unwrap();
     for (i, tier) in tiers.iter().enumerate() {
         store
@@ -67,20 +67,14 @@ async fn org_with(tiers: &[Tier]) -> Org {
                 *tier,
                 today - TimeDuration::days(100),
                 today + TimeDuration::days(600),
-                &crate::store::audit::Actor::cli(),
+                &Actor::cli(),
                 now,
             )
             .unwrap();
     }
     store.add_environment("ORG-1", "prod", now).unwrap();
     let token = store
-        .issue_token(
-            "ORG-1",
-            "prod",
-            TimeDuration::days(30),
-            &crate::store::audit::Actor::cli(),
-            now,
-        )
+        .issue_token("ORG-1", "prod", TimeDuration::days(30), &Actor::cli(), now)
         .unwrap();
     let host_id = Uuid::now_v7();
     let enrolled = store
@@ -292,7 +286,7 @@ async fn suppression_silences_queue_and_score_and_its_end_requeues() {
                 author: "tam@example.com".to_owned(),
                 expires_at: now + TimeDuration::days(7),
             },
-            &crate::store::audit::Actor::cli(),
+            &Actor::cli(),
             now,
         )
         .unwrap();
@@ -313,12 +307,12 @@ async fn suppression_silences_queue_and_score_and_its_end_requeues() {
 
     assert!(
         org.store
-            .end_suppression(s.id, "tam@example.com", &crate::store::audit::Actor::cli(), now)
+            .end_suppression(s.id, "tam@example.com", &Actor::cli(), now)
             .unwrap()
     );
     assert!(
         !org.store
-            .end_suppression(s.id, "tam@example.com", &crate::store::audit::Actor::cli(), now)
+            .end_suppression(s.id, "tam@example.com", &Actor::cli(), now)
             .unwrap()
     );
     assert!(org.host_score().unwrap() > 0.0);
@@ -341,19 +335,19 @@ async fn suppression_silences_queue_and_score_and_its_end_requeues() {
     };
     let e = org.store.add_suppression(
         &bad("NOPE-NOPE-001", "r", now + TimeDuration::days(1)),
-        &crate::store::audit::Actor::cli(),
+        &Actor::cli(),
         now,
     );
     assert!(e.unwrap_err().to_string().contains("unknown rule"));
     let e = org.store.add_suppression(
         &bad(&crit.rule, " ", now + TimeDuration::days(1)),
-        &crate::store::audit::Actor::cli(),
+        &Actor::cli(),
         now,
     );
     assert!(e.unwrap_err().is_usage());
     let e = org.store.add_suppression(
         &bad(&crit.rule, "r", now - TimeDuration::days(1)),
-        &crate::store::audit::Actor::cli(),
+        &Actor::cli(),
         now,
     );
     assert!(e.unwrap_err().to_string().contains("future"));
@@ -367,12 +361,12 @@ async fn acknowledging_records_who_and_when_once() {
     let id = org.store.list_queue(None, false, now).unwrap()[0].id;
     assert!(
         org.store
-            .acknowledge(id, "tam@example.com", &crate::store::audit::Actor::cli(), now)
+            .acknowledge(id, "tam@example.com", &Actor::cli(), now)
             .unwrap()
     );
     assert!(
         !org.store
-            .acknowledge(id, "other@example.com", &crate::store::audit::Actor::cli(), now)
+            .acknowledge(id, "other@example.com", &Actor::cli(), now)
             .unwrap()
     );
     let entry = &org
@@ -383,13 +377,12 @@ async fn acknowledging_records_who_and_when_once() {
     assert_eq!(entry.acknowledged_at, Some(ts(now)));
     assert!(!entry.overdue, "acknowledged entries are not overdue");
     assert!(matches!(
-        org.store
-            .acknowledge(999, "x", &crate::store::audit::Actor::cli(), now),
+        org.store.acknowledge(999, "x", &Actor::cli(), now),
         Err(StoreError::NotFound(_))
     ));
     assert!(
         org.store
-            .acknowledge(id, " ", &crate::store::audit::Actor::cli(), now)
+            .acknowledge(id, " ", &Actor::cli(), now)
             .unwrap_err()
             .is_usage()
     );
@@ -531,7 +524,7 @@ async fn alerts_for_findings_of_a_planned_change_wait_for_its_end() {
                 description: "VDA upgrade to 2411".to_owned(),
                 author: "tam@example.com".to_owned(),
             },
-            &crate::store::audit::Actor::cli(),
+            &Actor::cli(),
             T0,
         )
         .unwrap();
@@ -583,12 +576,12 @@ async fn alerts_for_findings_of_a_planned_change_wait_for_its_end() {
     // Cancelled: its findings are no longer change-related.
     assert!(
         org.store
-            .cancel_change_window(window.id, &crate::store::audit::Actor::cli(), now)
+            .cancel_change_window(window.id, &Actor::cli(), now)
             .unwrap()
     );
     assert!(
         !org.store
-            .cancel_change_window(window.id, &crate::store::audit::Actor::cli(), now)
+            .cancel_change_window(window.id, &Actor::cli(), now)
             .unwrap()
     );
     assert_eq!(org.open(now)[0].change_window, None);
@@ -601,7 +594,7 @@ async fn alerts_for_findings_of_a_planned_change_wait_for_its_end() {
             description: "x".to_owned(),
             author: "y".to_owned(),
         },
-        &crate::store::audit::Actor::cli(),
+        &Actor::cli(),
         now,
     );
     assert!(bad.unwrap_err().is_usage());

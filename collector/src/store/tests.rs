@@ -15,9 +15,7 @@ fn store() -> (tempfile::TempDir, Store) {
 /// An org with an active contract and one environment; returns a fresh token for it.
 fn org_with_token(store: &Store, org: &str, env: &str) -> String {
     let today = now().date();
-    store
-        .add_org(org, "Example Corp", &crate::store::audit::Actor::cli(), now())
-        .unwrap();
+    store.add_org(org, "Example Corp", &Actor::cli(), now()).unwrap();
     store
         .add_contract(
             org,
@@ -25,19 +23,13 @@ fn org_with_token(store: &Store, org: &str, env: &str) -> String {
             Tier::Priority,
             today - TimeDuration::days(100),
             today + TimeDuration::days(600),
-            &crate::store::audit::Actor::cli(),
+            &Actor::cli(),
             now(),
         )
         .unwrap();
     store.add_environment(org, env, now()).unwrap();
     store
-        .issue_token(
-            org,
-            env,
-            TimeDuration::days(30),
-            &crate::store::audit::Actor::cli(),
-            now(),
-        )
+        .issue_token(org, env, TimeDuration::days(30), &Actor::cli(), now())
         .unwrap()
         .token
         .expose()
@@ -96,9 +88,7 @@ async fn identity(store: &Store, credential: &Secret) -> AgentIdentity {
 #[test]
 fn migrations_are_idempotent_on_reopen() {
     let (dir, store) = store();
-    store
-        .add_org("ORG-1", "Example", &crate::store::audit::Actor::cli(), now())
-        .unwrap();
+    store.add_org("ORG-1", "Example", &Actor::cli(), now()).unwrap();
     drop(store);
     let store = Store::open_in(dir.path()).unwrap();
     assert_eq!(store.list_orgs().unwrap().len(), 1);
@@ -140,7 +130,7 @@ fn admin_errors_name_what_is_wrong() {
             Tier::Select,
             today,
             today + TimeDuration::days(400),
-            &crate::store::audit::Actor::cli(),
+            &Actor::cli(),
             now(),
         )
         .unwrap_err();
@@ -148,12 +138,8 @@ fn admin_errors_name_what_is_wrong() {
         err.is_usage() && err.to_string().contains("unknown org `NOPE`"),
         "{err}"
     );
-    store
-        .add_org("ORG-1", "Example", &crate::store::audit::Actor::cli(), now())
-        .unwrap();
-    let err = store
-        .add_org("ORG-1", "Again", &crate::store::audit::Actor::cli(), now())
-        .unwrap_err();
+    store.add_org("ORG-1", "Example", &Actor::cli(), now()).unwrap();
+    let err = store.add_org("ORG-1", "Again", &Actor::cli(), now()).unwrap_err();
     assert!(matches!(err, StoreError::Conflict(_)), "{err}");
     let err = store
         .add_contract(
@@ -162,7 +148,7 @@ fn admin_errors_name_what_is_wrong() {
             Tier::Select,
             today,
             today - TimeDuration::days(1),
-            &crate::store::audit::Actor::cli(),
+            &Actor::cli(),
             now(),
         )
         .unwrap_err();
@@ -171,18 +157,12 @@ fn admin_errors_name_what_is_wrong() {
         "{err}"
     );
     let err = store
-        .issue_token(
-            "ORG-1",
-            "prod",
-            TimeDuration::days(1),
-            &crate::store::audit::Actor::cli(),
-            now(),
-        )
+        .issue_token("ORG-1", "prod", TimeDuration::days(1), &Actor::cli(), now())
         .unwrap_err();
     assert!(err.to_string().contains("unknown environment `prod`"), "{err}");
     assert!(
         store
-            .add_org("bad id", "x", &crate::store::audit::Actor::cli(), now())
+            .add_org("bad id", "x", &Actor::cli(), now())
             .unwrap_err()
             .is_usage()
     );
@@ -238,15 +218,11 @@ async fn revoked_token_is_refused() {
     let token = org_with_token(&store, "ORG-1", "prod");
     let id = store.list_tokens("ORG-1").unwrap()[0].id.clone();
     assert_eq!(
-        store
-            .revoke_token(&id, &crate::store::audit::Actor::cli(), now())
-            .unwrap(),
+        store.revoke_token(&id, &Actor::cli(), now()).unwrap(),
         Revoked::Now
     );
     assert_eq!(
-        store
-            .revoke_token(&id, &crate::store::audit::Actor::cli(), now())
-            .unwrap(),
+        store.revoke_token(&id, &Actor::cli(), now()).unwrap(),
         Revoked::Already
     );
     let err = store
@@ -256,7 +232,7 @@ async fn revoked_token_is_refused() {
     assert!(matches!(err, EnrollError::TokenRevoked { .. }), "{err}");
     assert!(
         store
-            .revoke_token("tok_nope", &crate::store::audit::Actor::cli(), now())
+            .revoke_token("tok_nope", &Actor::cli(), now())
             .unwrap_err()
             .is_usage()
     );
@@ -267,7 +243,7 @@ async fn lapsed_org_cannot_enroll_or_is_reported_lapsed() {
     let (_dir, store) = store();
     let today = now().date();
     store
-        .add_org("ORG-OLD", "Old Corp", &crate::store::audit::Actor::cli(), now())
+        .add_org("ORG-OLD", "Old Corp", &Actor::cli(), now())
         .unwrap();
     store
         .add_contract(
@@ -276,19 +252,13 @@ async fn lapsed_org_cannot_enroll_or_is_reported_lapsed() {
             Tier::PriorityPlus,
             today - TimeDuration::days(800),
             today - TimeDuration::days(35),
-            &crate::store::audit::Actor::cli(),
+            &Actor::cli(),
             now(),
         )
         .unwrap();
     store.add_environment("ORG-OLD", "prod", now()).unwrap();
     let token = store
-        .issue_token(
-            "ORG-OLD",
-            "prod",
-            TimeDuration::days(30),
-            &crate::store::audit::Actor::cli(),
-            now(),
-        )
+        .issue_token("ORG-OLD", "prod", TimeDuration::days(30), &Actor::cli(), now())
         .unwrap();
     let err = store
         .enroll(request(token.token.expose(), Uuid::new_v4()), now())
@@ -316,13 +286,7 @@ async fn host_enrolled_in_another_org_is_a_conflict() {
     // Another environment of the same org is "elsewhere" too.
     store.add_environment("ORG-A", "test", now()).unwrap();
     let token_test = store
-        .issue_token(
-            "ORG-A",
-            "test",
-            TimeDuration::days(1),
-            &crate::store::audit::Actor::cli(),
-            now(),
-        )
+        .issue_token("ORG-A", "test", TimeDuration::days(1), &Actor::cli(), now())
         .unwrap();
     let err = store
         .enroll(request(token_test.token.expose(), host), now())
@@ -424,9 +388,7 @@ fn timestamps_sort_as_text_and_parse_as_rfc3339() {
 #[tokio::test]
 async fn close_waits_for_other_handles_and_removes_the_wal() {
     let (dir, store) = store();
-    store
-        .add_org("ORG-1", "Example", &crate::store::audit::Actor::cli(), now())
-        .unwrap();
+    store.add_org("ORG-1", "Example", &Actor::cli(), now()).unwrap();
     let wal = dir.path().join(format!("{DB_FILE_NAME}-wal"));
     assert!(
         wal.exists(),

@@ -18,6 +18,7 @@ use crate::http::{AppState, app, console};
 use crate::password::Hasher;
 use crate::seed_cmd::{self, SeedOptions};
 use crate::store::accounts::Role;
+use crate::store::audit::Actor;
 use crate::store::{NewChangeWindow, NewSuppression, Store};
 
 struct Answer {
@@ -103,45 +104,20 @@ async fn world() -> World {
     let h = Hasher::insecure_for_tests();
     let pw = h.hash("a password 123").unwrap();
     store
-        .add_user(
-            "root",
-            "Root",
-            Role::Admin,
-            &pw,
-            &crate::store::audit::Actor::cli(),
-            now,
-        )
+        .add_user("root", "Root", Role::Admin, &pw, &Actor::cli(), now)
         .unwrap();
     let a = store
-        .add_user(
-            "tam_a",
-            "Tam A",
-            Role::Tam,
-            &pw,
-            &crate::store::audit::Actor::cli(),
-            now,
-        )
+        .add_user("tam_a", "Tam A", Role::Tam, &pw, &Actor::cli(), now)
         .unwrap();
     let b = store
-        .add_user(
-            "tam_b",
-            "Tam B",
-            Role::Tam,
-            &pw,
-            &crate::store::audit::Actor::cli(),
-            now,
-        )
+        .add_user("tam_b", "Tam B", Role::Tam, &pw, &Actor::cli(), now)
         .unwrap();
-    store
-        .assign_tam("tam_a", &org, &crate::store::audit::Actor::cli(), now)
-        .unwrap();
-    store
-        .assign_tam("tam_b", &other, &crate::store::audit::Actor::cli(), now)
-        .unwrap();
+    store.assign_tam("tam_a", &org, &Actor::cli(), now).unwrap();
+    store.assign_tam("tam_b", &other, &Actor::cli(), now).unwrap();
     let token = |login: &str| {
         Caller::Token(
             store
-                .issue_api_token(login, "test", &crate::store::audit::Actor::cli(), now)
+                .issue_api_token(login, "test", &Actor::cli(), now)
                 .unwrap()
                 .token
                 .expose()
@@ -168,7 +144,7 @@ async fn world() -> World {
                 author: "tam_a".to_owned(),
                 expires_at: now + Duration::days(5),
             },
-            &crate::store::audit::Actor::cli(),
+            &Actor::cli(),
             now,
         )
         .unwrap();
@@ -182,7 +158,7 @@ async fn world() -> World {
                 description: "VDA 2411 upgrade".to_owned(),
                 author: "tam_a".to_owned(),
             },
-            &crate::store::audit::Actor::cli(),
+            &Actor::cli(),
             now,
         )
         .unwrap();
@@ -803,9 +779,7 @@ async fn the_audit_log_records_api_actions_and_shows_a_tam_only_their_orgs() {
         let b = w.call(&Method::GET, "/v1/audit", caller, None).await;
         assert!(!b.body.contains(w.org.as_str()), "{}", b.body);
     }
-    let anonymous = w
-        .call(&Method::GET, "/v1/audit", &Caller::Anonymous, None)
-        .await;
+    let anonymous = w.call(&Method::GET, "/v1/audit", &Caller::Anonymous, None).await;
     assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED);
     for bad in ["limit=0", "limit=many", "since=yesterday", "who=me"] {
         let a = w

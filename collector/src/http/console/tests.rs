@@ -14,6 +14,7 @@ use crate::http::app;
 use crate::http::auth::{AuthState, Principal};
 use crate::password::Hasher;
 use crate::store::accounts::Role;
+use crate::store::audit::Actor;
 use crate::store::{Authentication, Judged, NewSnapshot, Store};
 use callhome_shared::HostRole;
 use callhome_shared::api::EnrollRequest;
@@ -92,19 +93,15 @@ impl Fixture {
         let store = Store::open_in(dir.path()).unwrap();
         let now = OffsetDateTime::now_utc();
         let h = Hasher::insecure_for_tests();
-        store
-            .add_org("ORG-1", "One", &crate::store::audit::Actor::cli(), now)
-            .unwrap();
-        store
-            .add_org("ORG-2", "Two", &crate::store::audit::Actor::cli(), now)
-            .unwrap();
+        store.add_org("ORG-1", "One", &Actor::cli(), now).unwrap();
+        store.add_org("ORG-2", "Two", &Actor::cli(), now).unwrap();
         store
             .add_user(
                 "root",
                 "Ada Admin",
                 Role::Admin,
                 &h.hash(ADMIN_PW).unwrap(),
-                &crate::store::audit::Actor::cli(),
+                &Actor::cli(),
                 now,
             )
             .unwrap();
@@ -114,13 +111,11 @@ impl Fixture {
                 "<b>Tam</b>",
                 Role::Tam,
                 &h.hash(TAM_PW).unwrap(),
-                &crate::store::audit::Actor::cli(),
+                &Actor::cli(),
                 now,
             )
             .unwrap();
-        store
-            .assign_tam("tam1", "ORG-1", &crate::store::audit::Actor::cli(), now)
-            .unwrap();
+        store.assign_tam("tam1", "ORG-1", &Actor::cli(), now).unwrap();
         let mut state = AppState::new(store, Limits::default());
         state.auth = AuthState::for_tests(config);
         Fixture { _dir: dir, state }
@@ -467,7 +462,7 @@ async fn api_tokens_authenticate_scripts_until_revoked() {
     let issued = f
         .state
         .store
-        .issue_api_token("tam1", "script", &crate::store::audit::Actor::cli(), now)
+        .issue_api_token("tam1", "script", &Actor::cli(), now)
         .unwrap();
     let token = issued.token.expose();
     let me = f.api("/v1/me", Some(token), None).await;
@@ -486,7 +481,7 @@ async fn api_tokens_authenticate_scripts_until_revoked() {
 
     f.state
         .store
-        .revoke_api_token(&issued.id, &crate::store::audit::Actor::cli(), now)
+        .revoke_api_token(&issued.id, &Actor::cli(), now)
         .unwrap();
     let revoked = f.api("/v1/me", Some(token), None).await;
     assert_eq!(revoked.status, StatusCode::UNAUTHORIZED);
@@ -586,20 +581,14 @@ impl Fixture {
                     Tier::PriorityPlus,
                     today - time::Duration::days(100),
                     today + time::Duration::days(600),
-                    &crate::store::audit::Actor::cli(),
+                    &Actor::cli(),
                     now,
                 )
                 .unwrap();
             store.add_environment(org, "prod", now).unwrap();
         }
         let token = store
-            .issue_token(
-                org,
-                "prod",
-                time::Duration::days(1),
-                &crate::store::audit::Actor::cli(),
-                now,
-            )
+            .issue_token(org, "prod", time::Duration::days(1), &Actor::cli(), now)
             .unwrap();
         let enrolled = store
             .enroll(
@@ -790,7 +779,7 @@ async fn a_tam_sees_only_their_orgs_entries_overdue_first() {
             "Tam Two",
             Role::Tam,
             &h.hash(TAM_PW).unwrap(),
-            &crate::store::audit::Actor::cli(),
+            &Actor::cli(),
             now,
         )
         .unwrap();
@@ -936,9 +925,7 @@ impl Fixture {
         let title = self.seed_queue().await;
         let store = &self.state.store;
         let now = OffsetDateTime::now_utc();
-        store
-            .add_org("ORG-3", "Three", &crate::store::audit::Actor::cli(), now)
-            .unwrap();
+        store.add_org("ORG-3", "Three", &Actor::cli(), now).unwrap();
         store
             .add_contract(
                 "ORG-3",
@@ -946,7 +933,7 @@ impl Fixture {
                 Tier::Select,
                 now.date() - time::Duration::days(10),
                 now.date() + time::Duration::days(600),
-                &crate::store::audit::Actor::cli(),
+                &Actor::cli(),
                 now,
             )
             .unwrap();
