@@ -2,6 +2,9 @@
 //! serialise decodes back to itself exactly when it is valid. The fuzz target `snapshot_decode`
 //! (`fuzz/`) runs the same decoder for millions of inputs; these keep a fast share in the default suite.
 
+// Helpers and proptest bodies are not `#[test]` functions, which clippy's test allowance covers.
+#![allow(clippy::unwrap_used)]
+
 use callhome_shared::snapshot::{HostRole, ProbeError, ProbeOutcome, ProbeReport, Snapshot, decode_snapshot};
 use proptest::prelude::*;
 use time::OffsetDateTime;
