@@ -18,6 +18,8 @@ pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod deliver;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod pin;
 pub mod probes;
 pub mod redact;

@@ -256,6 +256,15 @@ fn describe(der: &[u8], path: &str, index: usize, now: OffsetDateTime) -> Result
     })
 }
 
+/// Every parser of this probe on one input, for the property tests and fuzz targets (`probes::fuzzing`).
+pub(super) fn fuzz(bytes: &[u8], _text: &str, now: OffsetDateTime) {
+    let parsed = parse_certificates(bytes);
+    for (index, der) in parsed.certs.iter().enumerate() {
+        let _ = std::hint::black_box(describe(der, "fuzz.pem", index, now));
+    }
+    std::hint::black_box(&parsed);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -193,6 +193,16 @@ fn names_match(configured: &str, reverse: &str) -> bool {
             .is_some_and(|label| label.eq_ignore_ascii_case(configured))
 }
 
+/// Every parser of this probe on one input, for the property tests and fuzz targets (`probes::fuzzing`).
+pub(super) fn fuzz(_bytes: &[u8], text: &str, _now: time::OffsetDateTime) {
+    std::hint::black_box(parse_list_of_ddcs(text));
+    std::hint::black_box(parse_getent_ahosts(text));
+    if let Some(name) = parse_getent_hosts_name(text) {
+        let configured = text.lines().next().unwrap_or_default();
+        std::hint::black_box(names_match(configured, &name));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -238,6 +238,18 @@ fn summarise(source: &str, crashes: Vec<Crash>, now: OffsetDateTime) -> CrashesS
     }
 }
 
+/// Every parser of this probe on one input, for the property tests and fuzz targets (`probes::fuzzing`).
+pub(super) fn fuzz(bytes: &[u8], text: &str, now: OffsetDateTime) {
+    if let Ok(crashes) = parse_json_list(bytes) {
+        std::hint::black_box(summarise("coredumpctl", crashes, now));
+    }
+    let crashes = parse_text_list(text, UtcOffset::UTC);
+    std::hint::black_box(summarise("coredumpctl", crashes, now));
+    for line in text.lines() {
+        std::hint::black_box(apport_executable(line));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

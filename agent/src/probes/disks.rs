@@ -200,6 +200,11 @@ fn disk_mount(entry: &MountEntry, usage: &Usage) -> Option<DiskMount> {
     })
 }
 
+/// Every parser of this probe on one input, for the property tests and fuzz targets (`probes::fuzzing`).
+pub(super) fn fuzz(_bytes: &[u8], text: &str, _now: time::OffsetDateTime) {
+    std::hint::black_box(real_mounts(parse_mounts(text)));
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

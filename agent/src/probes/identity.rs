@@ -537,6 +537,20 @@ fn parse_nsswitch(text: &str) -> NsswitchInfo {
     info
 }
 
+/// Every parser of this probe on one input, for the property tests and fuzz targets (`probes::fuzzing`).
+pub(super) fn fuzz(_bytes: &[u8], text: &str, _now: time::OffsetDateTime) {
+    let first = text.lines().next().unwrap_or_default();
+    std::hint::black_box(hostname_info(first, text.lines().nth(1)));
+    std::hint::black_box(krb5_items(text));
+    if let Some(entries) = parse_klist_keytab(text) {
+        std::hint::black_box(keytab_info(&entries, Some(first), text.lines().nth(1)));
+    }
+    std::hint::black_box(parse_realm_list(text));
+    std::hint::black_box(parse_sssctl_domain_status(text));
+    std::hint::black_box(parse_resolv_conf(text));
+    std::hint::black_box(parse_nsswitch(text));
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

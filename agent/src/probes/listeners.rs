@@ -102,6 +102,14 @@ fn parse_address(hex: &str) -> Option<String> {
     }
 }
 
+/// Every parser of this probe on one input, for the property tests and fuzz targets (`probes::fuzzing`).
+pub(super) fn fuzz(_bytes: &[u8], text: &str, _now: time::OffsetDateTime) {
+    std::hint::black_box(section(&parse_listening(text)));
+    for word in text.split_whitespace() {
+        std::hint::black_box(parse_address(word));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

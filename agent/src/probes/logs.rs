@@ -216,7 +216,8 @@ fn parse_iso_like(s: &str, local: UtcOffset) -> Option<(OffsetDateTime, &str)> {
         return None;
     }
     let format = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second]");
-    let mut head = s[..19].to_string();
+    // `get`: byte 19 may fall inside a multi-byte character of a line that is not a timestamp.
+    let mut head = s.get(..19)?.to_string();
     head.replace_range(10..11, " ");
     let naive = PrimitiveDateTime::parse(&head, format).ok()?;
     let mut i = 19;
@@ -399,6 +400,18 @@ fn uuid_at(s: &[char]) -> Option<usize> {
         (body.get(i) == Some(&'}')).then_some(i + 2)
     } else {
         Some(i)
+    }
+}
+
+/// Every parser of this probe on one input, for the property tests and fuzz targets (`probes::fuzzing`).
+pub(super) fn fuzz(_bytes: &[u8], text: &str, now: OffsetDateTime) {
+    let start = now - time::Duration::days(1);
+    std::hint::black_box(scan(text, false, UtcOffset::UTC, start, now));
+    std::hint::black_box(scan(text, true, UtcOffset::UTC, start, now));
+    for line in text.lines() {
+        std::hint::black_box(is_vda_log(line));
+        std::hint::black_box(parse_numeric_offset(line));
+        std::hint::black_box(parse_time(line, UtcOffset::UTC, now));
     }
 }
 

@@ -145,6 +145,16 @@ fn parse_short_iso(stamp: &str) -> Option<OffsetDateTime> {
     OffsetDateTime::parse(&rfc3339, &time::format_description::well_known::Rfc3339).ok()
 }
 
+/// Every parser of this probe on one input, for the property tests and fuzz targets (`probes::fuzzing`).
+pub(super) fn fuzz(_bytes: &[u8], text: &str, _now: OffsetDateTime) {
+    std::hint::black_box(parse_pressure(text));
+    std::hint::black_box(parse_vmstat_oom_kill(text));
+    std::hint::black_box(parse_oom_kills(text));
+    for line in text.lines() {
+        std::hint::black_box(parse_short_iso(line));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

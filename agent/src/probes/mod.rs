@@ -17,6 +17,7 @@ mod certificates;
 mod controllers;
 mod crashes;
 mod disks;
+pub(crate) mod fuzzing;
 mod identity;
 mod listeners;
 mod logs;

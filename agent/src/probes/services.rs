@@ -187,6 +187,13 @@ fn parse_failed_units(text: &str) -> Vec<String> {
         .collect()
 }
 
+/// Every parser of this probe on one input, for the property tests and fuzz targets (`probes::fuzzing`).
+pub(super) fn fuzz(_bytes: &[u8], text: &str, now: OffsetDateTime) {
+    let props = parse_show(text);
+    std::hint::black_box(unit("fuzz.service", &props, Some(now - Duration::hours(1))));
+    std::hint::black_box(parse_failed_units(text));
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -153,6 +153,16 @@ pub(crate) fn parse_os_release(text: &str) -> HashMap<String, String> {
         .collect()
 }
 
+/// Every parser of this probe on one input, for the property tests and fuzz targets (`probes::fuzzing`).
+pub(super) fn fuzz(_bytes: &[u8], text: &str, _now: OffsetDateTime) {
+    std::hint::black_box(memory_of(&parse_meminfo(text)));
+    std::hint::black_box(parse_loadavg(text));
+    std::hint::black_box(parse_uptime(text));
+    std::hint::black_box(parse_btime(text));
+    std::hint::black_box(parse_cpuinfo(text));
+    std::hint::black_box(parse_os_release(text));
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

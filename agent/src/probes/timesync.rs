@@ -194,6 +194,16 @@ fn parse_krb5_duration(value: &str) -> Option<u64> {
     (any && number.is_empty()).then_some(total)
 }
 
+/// Every parser of this probe on one input, for the property tests and fuzz targets (`probes::fuzzing`).
+pub(super) fn fuzz(_bytes: &[u8], text: &str, _now: time::OffsetDateTime) {
+    std::hint::black_box(parse_chrony_tracking(text));
+    std::hint::black_box(parse_timedatectl_show(text));
+    for line in text.lines() {
+        std::hint::black_box(parse_system_time(line));
+        std::hint::black_box(parse_krb5_duration(line));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

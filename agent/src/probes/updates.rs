@@ -375,6 +375,16 @@ fn parse_dnf_security(text: &str) -> u64 {
     packages.len() as u64
 }
 
+/// Every parser of this probe on one input, for the property tests and fuzz targets (`probes::fuzzing`).
+pub(super) fn fuzz(_bytes: &[u8], text: &str, _now: OffsetDateTime) {
+    std::hint::black_box(family_of(text));
+    std::hint::black_box(parse_apt_upgradable(text));
+    std::hint::black_box(parse_rpm_kernels(text));
+    std::hint::black_box(parse_needs_restarting(text));
+    std::hint::black_box(parse_dnf_security(text));
+    std::hint::black_box(bounded_unique(text.lines()));
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

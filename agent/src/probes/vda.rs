@@ -954,6 +954,30 @@ fn clip(text: &str, max: usize) -> String {
     }
 }
 
+/// Every parser of this probe on one input, for the property tests and fuzz targets (`probes::fuzzing`).
+pub(super) fn fuzz(_bytes: &[u8], text: &str, now: OffsetDateTime) {
+    std::hint::black_box(is_debian_family(text));
+    if let Some(package) = parse_rpm(text) {
+        std::hint::black_box(release_of(&package.version));
+    }
+    std::hint::black_box(parse_dpkg(text));
+    std::hint::black_box(parse_list_of_ddcs(text));
+    std::hint::black_box(parse_sessions(text));
+    let events = parse_registration_events(text, now);
+    std::hint::black_box(summarize_registration(&events, now, Vec::new()));
+    std::hint::black_box(verbose_setlog_classes(text));
+    std::hint::black_box(log4j2_is_verbose(text));
+    std::hint::black_box(conf_is_verbose(text));
+    std::hint::black_box(monitor_restarts(text, now, now - Duration::days(1)));
+    std::hint::black_box(parse_xdping(text, now));
+    for line in text.lines() {
+        std::hint::black_box(classify(line));
+        std::hint::black_box(iso_time(line));
+        std::hint::black_box(syslog_time(line, now));
+        std::hint::black_box(clip(line, 40));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
