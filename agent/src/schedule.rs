@@ -53,6 +53,14 @@ pub struct Schedule {
 impl Schedule {
     /// Parses a cron line; the error says what is wrong with it.
     pub fn new(line: &str, splay: Duration) -> Result<Schedule, String> {
+        // croner accepts an empty list item (`,` or `1,,2`) as a field that matches nothing, and its
+        // search for the first slot of such a line walks for minutes (found by fuzzing).
+        if let Some(field) = line
+            .split_whitespace()
+            .find(|f| !f.starts_with('@') && f.split(',').any(str::is_empty))
+        {
+            return Err(format!("`{line}` is not a cron line: empty item in `{field}`"));
+        }
         let parser = CronParser::builder()
             .seconds(Seconds::Optional)
             .year(Year::Disallowed)
@@ -318,6 +326,8 @@ mod tests {
             ("0 0 * * * * 2030", "not a cron line"),
             ("every hour", "not a cron line"),
             ("0 0 30 2 *", "never fires"),
+            (", */4 * * *", "empty item in `,`"),
+            ("1,,2 * * * *", "empty item in `1,,2`"),
         ] {
             let err = Schedule::new(line, Duration::ZERO).unwrap_err();
             assert!(err.contains(expected), "{line:?}: {err}");
