@@ -35,6 +35,10 @@ pub struct Cli {
     /// Collector config file (TOML). Without it, defaults apply.
     #[arg(long, global = true, value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// PostgreSQL database instead of the embedded SQLite file, e.g.
+    /// postgres://callhome@127.0.0.1:5432/callhome (overrides `database_url` in the config file).
+    #[arg(long, global = true, value_name = "URL")]
+    pub database_url: Option<String>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -289,6 +293,9 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
             if let Some(listen) = listen {
                 config.listen = *listen;
             }
+            if let Some(url) = &cli.database_url {
+                config.database_url = Some(url.clone());
+            }
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()
@@ -358,7 +365,12 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
 }
 
 fn open(cli: &Cli) -> Result<Store, CliError> {
-    Ok(Store::open_in(&cli.data_dir)?)
+    let url = match &cli.database_url {
+        Some(url) => Some(url.clone()),
+        None if cli.config.is_some() => load_config(cli)?.database_url,
+        None => None,
+    };
+    Ok(Store::open_configured(&cli.data_dir, url.as_deref())?)
 }
 
 fn org(store: &Store, cmd: &OrgCommand, now: OffsetDateTime) -> Result<(), CliError> {

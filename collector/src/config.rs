@@ -57,6 +57,8 @@ pub const DEFAULT_LISTEN: &str = "0.0.0.0:8443";
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub listen: SocketAddr,
+    /// PostgreSQL URL; unset: the embedded SQLite file in the data directory.
+    pub database_url: Option<String>,
     pub tls: TlsConfig,
     pub limits: Limits,
     pub jobs: JobsConfig,
@@ -68,6 +70,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             listen: SocketAddr::from(([0, 0, 0, 0], 8443)),
+            database_url: None,
             tls: TlsConfig::default(),
             limits: Limits::default(),
             jobs: JobsConfig::default(),

@@ -722,7 +722,7 @@ mod tests {
     #[test]
     fn refuses_a_used_data_directory_unless_forced() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open_in(dir.path()).unwrap();
+        let store = crate::store::testing::open(dir.path());
         let now = OffsetDateTime::now_utc();
         let mut options = SeedOptions {
             orgs: 3,

@@ -38,7 +38,8 @@ const CLOSE_WAIT: Duration = Duration::from_secs(6);
 
 /// Runs the collector until SIGTERM or SIGINT.
 pub async fn serve(config: Config, data_dir: &Path) -> anyhow::Result<()> {
-    let store = Store::open_in(data_dir).context("cannot open the database")?;
+    let store = Store::open_configured(data_dir, config.database_url.as_deref())
+        .context("cannot open the database")?;
     let identity = tls::load_or_generate(&config.tls, data_dir).context("cannot set up TLS")?;
     let tls_config = tls::server_config(&identity).context("cannot set up TLS")?;
     let listener = TcpListener::bind(config.listen)
@@ -50,8 +51,13 @@ pub async fn serve(config: Config, data_dir: &Path) -> anyhow::Result<()> {
 
     let data_dir_shown = std::path::absolute(data_dir).unwrap_or_else(|_| data_dir.to_owned());
     tracing::info!("data directory {}", data_dir_shown.display());
-    let db_shown = std::path::absolute(store.path()).unwrap_or_else(|_| store.path().to_owned());
-    tracing::info!("embedded SQLite at {}", db_shown.display());
+    match store.location() {
+        crate::store::Location::Sqlite(path) => {
+            let shown = std::path::absolute(path).unwrap_or_else(|_| path.clone());
+            tracing::info!("embedded SQLite at {}", shown.display());
+        }
+        location => tracing::info!("PostgreSQL at {location}"),
+    }
     tracing::info!("{}", identity.describe());
     let state = AppState::new(store.clone(), config.limits).with_console(config.console);
     let shutdown = shutdown_signal()?;

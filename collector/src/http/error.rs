@@ -186,7 +186,7 @@ impl IntoResponse for AppError {
 impl From<StoreError> for AppError {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::Sqlite(_) | StoreError::DataDir { .. } | StoreError::SchemaTooNew { .. } => {
+            StoreError::Database(_) | StoreError::DataDir { .. } | StoreError::SchemaTooNew { .. } => {
                 AppError::Unavailable(e.to_string())
             }
             _ => AppError::Internal(e.to_string()),

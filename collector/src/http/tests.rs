@@ -30,7 +30,7 @@ impl Fixture {
     /// An org with an active contract, one environment and one enrolled host.
     async fn with_limits(limits: Limits) -> Fixture {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open_in(dir.path()).unwrap();
+        let store = crate::store::testing::open(dir.path());
         let now = OffsetDateTime::now_utc();
         let today = now.date();
         store.add_org("ORG-1", "Example", &Actor::cli(), now).unwrap();
@@ -353,7 +353,7 @@ async fn snapshot_for_another_host_is_403() {
 #[tokio::test]
 async fn lapsed_org_is_403() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open_in(dir.path()).unwrap();
+    let store = crate::store::testing::open(dir.path());
     let now = OffsetDateTime::now_utc();
     let then = now - TimeDuration::days(100);
     store.add_org("ORG-OLD", "Old", &Actor::cli(), then).unwrap();

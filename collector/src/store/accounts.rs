@@ -18,7 +18,7 @@
 
 use std::collections::BTreeSet;
 
-use rusqlite::{Connection, OptionalExtension, params};
+use super::db::{Connection, OptionalExtension, params};
 use serde::Serialize;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -176,18 +176,20 @@ impl Store {
                 "a user's name must be 1 to 200 printable characters".to_owned(),
             ));
         }
-        let mut conn = self.lock();
+        let conn = self.lock();
         let tx = conn.transaction()?;
         let created_at = ts(now);
-        let inserted = tx.execute(
-            "INSERT INTO users (login, display_name, role, password_hash, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT(login) DO NOTHING",
-            params![login, name, role.as_str(), password.as_str(), created_at],
-        )?;
-        if inserted == 0 {
+        let inserted: Option<i64> = tx
+            .query_row(
+                "INSERT INTO users (login, display_name, role, password_hash, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT(login) DO NOTHING RETURNING id",
+                params![login, name, role.as_str(), password.as_str(), created_at],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let Some(id) = inserted else {
             return Err(StoreError::Conflict(format!("user `{login}` already exists")));
-        }
-        let id = tx.last_insert_rowid();
+        };
         let details = serde_json::json!({ "role": role.as_str() });
         audit::record(&tx, actor, Action::UserAdd, &login, None, details, now)?;
         tx.commit()?;
@@ -233,7 +235,7 @@ impl Store {
     /// Disables a user and ends their sessions; their tokens stop working with them. `false` when
     /// the user was disabled already.
     pub fn disable_user(&self, login: &str, actor: &Actor, now: OffsetDateTime) -> Result<bool, StoreError> {
-        let mut conn = self.lock();
+        let conn = self.lock();
         let tx = conn.transaction()?;
         let (id, disabled_at) = require_user(&tx, login)?;
         tx.execute("DELETE FROM sessions WHERE user_id = ?1", [id])?;
@@ -267,7 +269,7 @@ impl Store {
         actor: &Actor,
         now: OffsetDateTime,
     ) -> Result<(), StoreError> {
-        let mut conn = self.lock();
+        let conn = self.lock();
         let tx = conn.transaction()?;
         let (id, _) = require_user(&tx, login)?;
         tx.execute(
@@ -291,7 +293,7 @@ impl Store {
         actor: &Actor,
         now: OffsetDateTime,
     ) -> Result<bool, StoreError> {
-        let mut conn = self.lock();
+        let conn = self.lock();
         let tx = conn.transaction()?;
         let (id, _) = require_user(&tx, login)?;
         if user_role(&tx, id)? == Role::Admin {
@@ -322,7 +324,7 @@ impl Store {
         actor: &Actor,
         now: OffsetDateTime,
     ) -> Result<bool, StoreError> {
-        let mut conn = self.lock();
+        let conn = self.lock();
         let tx = conn.transaction()?;
         let (id, _) = require_user(&tx, login)?;
         let deleted = tx.execute(
@@ -362,7 +364,7 @@ impl Store {
         }
         let token = secret::new_tam_token()?;
         let id = format!("tt_{}", secret::random_hex(8)?);
-        let mut conn = self.lock();
+        let conn = self.lock();
         let tx = conn.transaction()?;
         let (user_id, disabled_at) = require_user(&tx, login)?;
         if disabled_at.is_some() {
@@ -386,7 +388,7 @@ impl Store {
             .prepare(
                 "SELECT t.id, u.login, t.name, t.created_at, t.last_used_at, t.revoked_at
                  FROM api_tokens t JOIN users u ON u.id = t.user_id
-                 WHERE ?1 IS NULL OR t.user_id = ?1
+                 WHERE CAST(?1 AS BIGINT) IS NULL OR t.user_id = ?1
                  ORDER BY u.login, t.created_at, t.id",
             )?
             .query_map([user], |r| {
@@ -409,7 +411,7 @@ impl Store {
         actor: &Actor,
         now: OffsetDateTime,
     ) -> Result<Revoked, StoreError> {
-        let mut conn = self.lock();
+        let conn = self.lock();
         let tx = conn.transaction()?;
         let found: Option<(String, Option<String>)> = tx
             .query_row(
@@ -768,7 +770,7 @@ mod tests {
 
     fn store() -> (tempfile::TempDir, Store) {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open_in(dir.path()).unwrap();
+        let store = crate::store::testing::open(dir.path());
         (dir, store)
     }
 

@@ -2,7 +2,7 @@
 //! lookups (so a handler checks the caller's visibility before loading anything else of the
 //! object), the TAMs of orgs, and async wrappers of the admin commands' synchronous operations.
 
-use rusqlite::OptionalExtension;
+use super::db::{self, OptionalExtension};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -35,6 +35,15 @@ impl Store {
     /// The org that owns object `id` of kind `kind`; `None` when there is no such object.
     pub async fn owner_of(&self, kind: Owned, id: String) -> Result<Option<String>, StoreError> {
         self.blocking(move |conn| {
+            // Bound with the column's type (PostgreSQL compares no text with a bigint); an id
+            // that is not a number names nothing.
+            let id = match kind {
+                Owned::Host => db::Value::Text(id),
+                _ => match id.parse::<i64>() {
+                    Ok(n) => db::Value::Integer(n),
+                    Err(_) => return Ok(None),
+                },
+            };
             Ok(conn
                 .prepare_cached(kind.sql())?
                 .query_row([id], |r| r.get(0))

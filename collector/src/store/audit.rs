@@ -8,7 +8,7 @@
 //! 3. A TAM sees only the rows of the orgs they are assigned to (filtered in SQL); rows with no org
 //!    (sign-ins, user administration) are for admins.
 
-use rusqlite::{Connection, params};
+use super::db::{Connection, params};
 use serde::Serialize;
 use time::OffsetDateTime;
 
@@ -214,15 +214,17 @@ fn list(
     };
     let limit = filter.limit.unwrap_or(100).clamp(1, MAX_LIMIT);
     let actor = filter.actor.as_deref().map(|a| a.trim().to_lowercase());
+    let sql = format!(
+        "SELECT id, at, actor, actor_kind, action, target, org_id, address, details FROM audit
+         WHERE (CAST(?1 AS TEXT) IS NULL OR org_id = ?1)
+           AND (CAST(?2 AS TEXT) IS NULL OR lower(actor) = ?2)
+           AND (CAST(?3 AS TEXT) IS NULL OR at >= ?3)
+           AND (CAST(?4 AS TEXT) IS NULL OR org_id IN ({}))
+         ORDER BY at DESC, id DESC LIMIT ?5",
+        conn.json_array_text("?4")
+    );
     let rows = conn
-        .prepare_cached(
-            "SELECT id, at, actor, actor_kind, action, target, org_id, address, details FROM audit
-             WHERE (?1 IS NULL OR org_id = ?1)
-               AND (?2 IS NULL OR lower(actor) = ?2)
-               AND (?3 IS NULL OR at >= ?3)
-               AND (?4 IS NULL OR org_id IN (SELECT value FROM json_each(?4)))
-             ORDER BY at DESC, id DESC LIMIT ?5",
-        )?
+        .prepare_cached(&sql)?
         .query_map(
             params![
                 filter.org,
@@ -320,7 +322,7 @@ mod tests {
     #[tokio::test]
     async fn each_action_writes_one_row_without_secrets() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open_in(dir.path()).unwrap();
+        let store = crate::store::testing::open(dir.path());
         let h = Hasher::insecure_for_tests();
         let c = ConsoleConfig::default();
         let cli = Actor {
@@ -509,12 +511,13 @@ mod tests {
         // The whole table, raw, too.
         let conn = store.lock();
         let raw: String = conn
-            .query_row(
-                "SELECT group_concat(actor || target || address || details, '|') FROM audit",
-                [],
-                |r| r.get(0),
-            )
-            .unwrap();
+            .prepare("SELECT actor || target || address || details FROM audit")
+            .unwrap()
+            .query_map([], |r| r.get::<String>(0))
+            .unwrap()
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap()
+            .join("|");
         for secret in &secrets {
             assert!(!raw.contains(secret.as_str()), "{secret}");
         }
@@ -523,7 +526,7 @@ mod tests {
     #[test]
     fn the_list_filters_and_a_tam_sees_only_their_orgs() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open_in(dir.path()).unwrap();
+        let store = crate::store::testing::open(dir.path());
         store.add_org("ORG-1", "One", &admin(), t0()).unwrap();
         store
             .add_org("ORG-2", "Two", &tam(), t0() + time::Duration::hours(1))

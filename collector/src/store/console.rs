@@ -7,9 +7,9 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use super::db::{Connection, OptionalExtension, params, params_from_iter};
 use callhome_shared::decode_snapshot;
 use callhome_shared::rules::{self, Rating, Severity};
-use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
 use serde::Serialize;
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -489,11 +489,7 @@ fn org_detail(conn: &Connection, org: &str, now: OffsetDateTime) -> Result<OrgDe
             "SELECT env_id, vda_version, COUNT(*) FROM hosts WHERE org_id = ?1 GROUP BY env_id, vda_version",
         )?;
         let rows = stmt.query_map([org], |r| {
-            Ok((
-                r.get::<_, i64>(0)?,
-                r.get::<_, Option<String>>(1)?,
-                r.get::<_, i64>(2)?,
-            ))
+            Ok((r.get::<i64>(0)?, r.get::<Option<String>>(1)?, r.get::<i64>(2)?))
         })?;
         for row in rows {
             let (env, version, n) = row?;
@@ -539,7 +535,7 @@ fn org_detail(conn: &Connection, org: &str, now: OffsetDateTime) -> Result<OrgDe
                     last_seen: r.get(3)?,
                     rule: r.get(4)?,
                 },
-                r.get::<_, i64>(5)?,
+                r.get::<i64>(5)?,
             ))
         })?;
         for row in rows {
@@ -724,7 +720,7 @@ fn host_detail(conn: &Connection, host: Uuid, now: OffsetDateTime) -> Result<Hos
     })
 }
 
-fn snapshot_ref(r: &rusqlite::Row<'_>) -> rusqlite::Result<SnapshotRef> {
+fn snapshot_ref(r: &super::db::Row<'_>) -> super::db::Result<SnapshotRef> {
     Ok(SnapshotRef {
         id: r.get(0)?,
         collected_at: r.get(1)?,
@@ -780,11 +776,11 @@ fn org_hosts(conn: &Connection, org: &str, environment: Option<&str>) -> Result<
         "SELECT h.host_id, h.hostname, e.name, h.role, h.vda_version, h.agent_version, h.last_seen, h.score,
                 COALESCE(f.open, 0), COALESCE(f.criticals, 0), f.worst
          FROM hosts h JOIN environments e ON e.id = h.env_id
-         LEFT JOIN (SELECT host_id, COUNT(*) AS open, SUM(severity = 'critical') AS criticals,
+         LEFT JOIN (SELECT host_id, COUNT(*) AS open, SUM(CASE WHEN severity = 'critical' THEN 1 ELSE 0 END) AS criticals,
                            MAX({SEVERITY_RANK_SQL}) AS worst
                     FROM findings WHERE org_id = ?1 AND resolved_at IS NULL AND host_id IS NOT NULL
                     GROUP BY host_id) f ON f.host_id = h.host_id
-         WHERE h.org_id = ?1 AND (?2 IS NULL OR e.name = ?2)
+         WHERE h.org_id = ?1 AND (CAST(?2 AS TEXT) IS NULL OR e.name = ?2)
          ORDER BY h.score IS NULL, h.score DESC, f.worst DESC, h.hostname, h.host_id"
     );
     let mut stmt = conn.prepare_cached(&sql)?;

@@ -27,7 +27,7 @@ fn seeded() -> &'static Seeded {
     static SEEDED: OnceLock<Seeded> = OnceLock::new();
     SEEDED.get_or_init(|| {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open_in(dir.path()).unwrap();
+        let store = crate::store::testing::open(dir.path());
         let now = OffsetDateTime::now_utc();
         let options = SeedOptions {
             orgs: 12,
@@ -332,7 +332,7 @@ async fn findings_filter_and_csv_exports() {
 
 /// A Priority org with one environment, through the real admin and ingest paths.
 async fn real_org(dir: &std::path::Path, now: OffsetDateTime) -> Store {
-    let store = Store::open_in(dir).unwrap();
+    let store = crate::store::testing::open(dir);
     store.add_org("ACME", "Acme", &Actor::cli(), now).unwrap();
     let today = now.date();
     store

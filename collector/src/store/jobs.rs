@@ -5,9 +5,9 @@
 //! Each environment is judged in its own short transaction, so ingest never waits long for the
 //! single writer.
 
+use super::db::{Connection, OptionalExtension, TransactionBehavior, params};
 use callhome_shared::decode_snapshot;
 use callhome_shared::rules::{self, FleetHost, FleetInput, HostTrend, TrendPoint};
-use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use serde::Serialize;
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -230,7 +230,7 @@ fn host_states(
     )?;
     let rows = stmt.query_map([env_id], |r| {
         Ok((
-            r.get::<_, String>(0)?,
+            r.get::<String>(0)?,
             HostState {
                 latest_collected_at: r.get(1)?,
                 trend_judged_at: r.get(2)?,
@@ -254,7 +254,7 @@ fn fleet_hosts(conn: &Connection, env_id: i64) -> Result<Vec<FleetHost>, StoreEr
         let interval: Option<i64> = r.get(4)?;
         let controllers: Option<String> = r.get(6)?;
         Ok(FleetHost {
-            host_id: parse_uuid(&r.get::<_, String>(0)?, 0)?,
+            host_id: parse_uuid(&r.get::<String>(0)?, 0)?,
             hostname: r.get(1)?,
             last_received_at: last_seen.map(|t| parse_ts(&t, 2)).transpose()?,
             enrolled_at: parse_ts(&enrolled_at, 3)?,
@@ -273,7 +273,7 @@ fn trend_points(conn: &Connection, host: Uuid, since: &str, max: u32) -> Result<
     let mut stmt = conn.prepare_cached(
         "SELECT point FROM (SELECT point, collected_at FROM trend_points
                             WHERE host_id = ?1 AND collected_at >= ?2
-                            ORDER BY collected_at DESC LIMIT ?3)
+                            ORDER BY collected_at DESC LIMIT ?3) AS recent
          ORDER BY collected_at",
     )?;
     let rows = stmt.query_map(params![host.to_string(), since, max], |r| {
@@ -294,7 +294,7 @@ pub fn environment_trends(
 ) -> Result<Vec<(String, Vec<HostTrend>)>, StoreError> {
     let envs: Vec<(i64, String)> = conn
         .prepare(
-            "SELECT id, name FROM environments WHERE org_id = ?1 AND (?2 IS NULL OR name = ?2) ORDER BY name",
+            "SELECT id, name FROM environments WHERE org_id = ?1 AND (CAST(?2 AS TEXT) IS NULL OR name = ?2) ORDER BY name",
         )?
         .query_map(params![org, environment], |r| Ok((r.get(0)?, r.get(1)?)))?
         .collect::<Result<_, _>>()?;
@@ -314,7 +314,7 @@ pub fn environment_trends(
     Ok(out)
 }
 
-fn parse_ts(s: &str, column: usize) -> rusqlite::Result<OffsetDateTime> {
+fn parse_ts(s: &str, column: usize) -> super::db::Result<OffsetDateTime> {
     OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
         .map_err(|e| conversion_error(column, e.to_string()))
 }

@@ -1,10 +1,15 @@
-//! Schema migrations: an ordered list, applied in one transaction and tracked with `PRAGMA
-//! user_version` (the number of migrations applied). A migration, once released, is never edited: a
-//! change is a new entry at the end.
-
-use rusqlite::{Connection, TransactionBehavior};
+//! Schema migrations: an ordered list, applied in one transaction and tracked as the number of
+//! migrations applied (SQLite: `PRAGMA user_version`; PostgreSQL: the `schema_version` table). A
+//! migration, once released, is never edited: a change is a new entry at the end.
+//!
+//! The migrations are written in SQLite's dialect; [`postgres_ddl`] maps their column types onto
+//! PostgreSQL's, so the two schemas cannot drift apart.
 
 use super::StoreError;
+use super::db::{Backend, Connection, TransactionBehavior};
+
+/// Serializes migrations between replicas starting together (`pg_advisory_xact_lock` key).
+const PG_MIGRATION_LOCK: i64 = 0x6361_6c6c_686f_6d65; // "callhome"
 
 /// Migration `i` brings the schema from version `i` to `i + 1`.
 const MIGRATIONS: &[&str] = &[
@@ -332,13 +337,32 @@ pub fn supported_version() -> i64 {
     MIGRATIONS.len() as i64
 }
 
-fn user_version(conn: &Connection) -> Result<i64, StoreError> {
-    Ok(conn.pragma_query_value(None, "user_version", |row| row.get(0))?)
+pub(crate) fn current_version(conn: &Connection) -> Result<i64, StoreError> {
+    match conn.sqlite() {
+        Some(sqlite) => Ok(sqlite.pragma_query_value(None, "user_version", |row| row.get(0))?),
+        None => {
+            conn.execute_batch("CREATE TABLE IF NOT EXISTS schema_version (version BIGINT NOT NULL)")?;
+            let version: Option<i64> =
+                conn.query_row("SELECT MAX(version) FROM schema_version", [], |r| r.get(0))?;
+            Ok(version.unwrap_or(0))
+        }
+    }
+}
+
+pub(crate) fn set_version(conn: &Connection, version: i64) -> Result<(), StoreError> {
+    match conn.sqlite() {
+        Some(sqlite) => sqlite.pragma_update(None, "user_version", version)?,
+        None => {
+            conn.execute("DELETE FROM schema_version", [])?;
+            conn.execute("INSERT INTO schema_version (version) VALUES (?1)", [version])?;
+        }
+    }
+    Ok(())
 }
 
 /// Refuses a database made by a newer collector before anything is written to it.
 pub fn check_not_newer(conn: &Connection) -> Result<i64, StoreError> {
-    let found = user_version(conn)?;
+    let found = current_version(conn)?;
     let supported = supported_version();
     if found > supported {
         return Err(StoreError::SchemaTooNew { found, supported });
@@ -348,17 +372,93 @@ pub fn check_not_newer(conn: &Connection) -> Result<i64, StoreError> {
 
 /// Applies the migrations this database lacks, all in one transaction. Returns the versions it
 /// went from and to.
-pub fn apply(conn: &mut Connection) -> Result<(i64, i64), StoreError> {
+pub fn apply(conn: &Connection) -> Result<(i64, i64), StoreError> {
     if check_not_newer(conn)? == supported_version() {
         return Ok((supported_version(), supported_version()));
     }
-    // IMMEDIATE takes the write lock first, so two processes starting together migrate once.
+    // SQLite: IMMEDIATE takes the write lock first. PostgreSQL: an advisory lock held to the commit.
+    // Either way two processes starting together migrate once; the second sees the new version.
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    if tx.backend() == Backend::Postgres {
+        tx.query_row(
+            "SELECT pg_advisory_xact_lock(?1)",
+            [PG_MIGRATION_LOCK],
+            |_| Ok(()),
+        )?;
+    }
     let from = check_not_newer(&tx)?;
     for sql in MIGRATIONS.iter().skip(usize::try_from(from).unwrap_or(0)) {
-        tx.execute_batch(sql)?;
+        match tx.backend() {
+            Backend::Sqlite => tx.execute_batch(sql)?,
+            Backend::Postgres => tx.execute_batch(&postgres_ddl(sql))?,
+        }
     }
-    tx.pragma_update(None, "user_version", supported_version())?;
+    set_version(&tx, supported_version())?;
     tx.commit()?;
     Ok((from, supported_version()))
+}
+
+/// SQLite DDL to PostgreSQL DDL: `INTEGER PRIMARY KEY` (a rowid alias) becomes an identity column,
+/// `INTEGER` `bigint` (SQLite's integers are 64-bit), `REAL` `double precision`, `BLOB` `bytea`,
+/// `TEXT` text compared byte by byte (`COLLATE "C"`, SQLite's `BINARY`: the store relies on
+/// text order being time order for its timestamps), and `STRICT` goes.
+pub fn postgres_ddl(sqlite: &str) -> String {
+    let mut out = String::with_capacity(sqlite.len() * 5 / 4);
+    for line in sqlite.lines() {
+        // Comments hold prose that must not be rewritten.
+        let (code, comment) = match line.find("--") {
+            Some(i) => line.split_at(i),
+            None => (line, ""),
+        };
+        let code = code
+            .replace(
+                "INTEGER PRIMARY KEY",
+                "BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY",
+            )
+            .replace(") STRICT;", ");");
+        let mut mapped = String::with_capacity(code.len());
+        for (i, word) in code.split(' ').enumerate() {
+            if i > 0 {
+                mapped.push(' ');
+            }
+            let (bare, rest) = word.split_at(word.find([',', ')', ';']).unwrap_or(word.len()));
+            let bare = match bare {
+                "INTEGER" => "BIGINT",
+                "REAL" => "DOUBLE PRECISION",
+                "BLOB" => "BYTEA",
+                "TEXT" => "TEXT COLLATE \"C\"",
+                other => other,
+            };
+            mapped.push_str(bare);
+            mapped.push_str(rest);
+        }
+        out.push_str(&mapped);
+        out.push_str(comment);
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn postgres_ddl_maps_types_and_keeps_comments() {
+        let ddl = postgres_ddl(
+            "CREATE TABLE t (\n  id INTEGER PRIMARY KEY,\n  n INTEGER NOT NULL, -- INTEGER stays here\n  s TEXT,\n  r REAL, b BLOB\n) STRICT;\nALTER TABLE t ADD COLUMN x TEXT;",
+        );
+        assert!(
+            ddl.contains("id BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,"),
+            "{ddl}"
+        );
+        assert!(ddl.contains("n BIGINT NOT NULL, -- INTEGER stays here"), "{ddl}");
+        assert!(ddl.contains("s TEXT COLLATE \"C\","), "{ddl}");
+        assert!(ddl.contains("r DOUBLE PRECISION, b BYTEA"), "{ddl}");
+        assert!(
+            ddl.contains(");\nALTER TABLE t ADD COLUMN x TEXT COLLATE \"C\";"),
+            "{ddl}"
+        );
+        assert!(!ddl.contains("STRICT"));
+    }
 }

@@ -17,6 +17,7 @@ pub mod accounts;
 pub mod api;
 pub mod audit;
 pub mod console;
+pub mod db;
 pub mod jobs;
 pub mod migrations;
 pub mod report;
@@ -30,7 +31,7 @@ use std::time::Duration;
 use callhome_shared::Snapshot;
 use callhome_shared::api::EnrollRequest;
 use callhome_shared::rules::{self, Finding, TrendPoint};
-use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use db::{Connection, OptionalExtension, TransactionBehavior, params};
 use serde::Serialize;
 use time::{Date, OffsetDateTime};
 use uuid::Uuid;
@@ -47,7 +48,7 @@ const BODY_ZSTD_LEVEL: i32 = 3;
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("database error: {0}")]
-    Sqlite(#[from] rusqlite::Error),
+    Database(#[from] db::Error),
     #[error(
         "database schema version {found} is newer than this collector supports ({supported}): upgrade the collector"
     )]
@@ -102,9 +103,15 @@ pub enum EnrollError {
     Store(#[from] StoreError),
 }
 
-impl From<rusqlite::Error> for EnrollError {
+impl From<db::Error> for EnrollError {
+    fn from(e: db::Error) -> Self {
+        EnrollError::Store(StoreError::Database(e))
+    }
+}
+
+impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> Self {
-        EnrollError::Store(StoreError::Sqlite(e))
+        StoreError::Database(db::Error::Sqlite(e))
     }
 }
 
@@ -315,14 +322,64 @@ pub enum Inserted {
     Duplicate,
 }
 
+/// Where the store keeps its data.
+#[derive(Clone)]
+pub enum Location {
+    /// The embedded default: one SQLite file.
+    Sqlite(PathBuf),
+    /// A PostgreSQL database shared by every replica.
+    Postgres(Box<postgres::Config>),
+}
+
+impl std::fmt::Display for Location {
+    /// The path, or the PostgreSQL URL without its password (for logs and `/readyz`).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Location::Sqlite(path) => write!(f, "{}", path.display()),
+            Location::Postgres(config) => {
+                let host = config
+                    .get_hosts()
+                    .first()
+                    .map(|h| match h {
+                        postgres::config::Host::Tcp(name) => name.clone(),
+                        postgres::config::Host::Unix(path) => path.display().to_string(),
+                    })
+                    .unwrap_or_default();
+                let port = config.get_ports().first().copied().unwrap_or(5432);
+                write!(
+                    f,
+                    "postgres://{}@{host}:{port}/{}",
+                    config.get_user().unwrap_or(""),
+                    config.get_dbname().unwrap_or("")
+                )
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Location({self})")
+    }
+}
+
 /// The collector's database. Cheap to clone; all clones share one connection.
 #[derive(Debug, Clone)]
 pub struct Store {
     conn: Arc<Mutex<Connection>>,
-    path: PathBuf,
+    location: Location,
 }
 
 impl Store {
+    /// Opens the store the configuration names: PostgreSQL when `database_url` is set, else
+    /// `DATA_DIR/callhome.db`.
+    pub fn open_configured(data_dir: &Path, database_url: Option<&str>) -> Result<Store, StoreError> {
+        match database_url {
+            Some(url) => Store::connect(url),
+            None => Store::open_in(data_dir),
+        }
+    }
+
     /// Opens (creating if needed) `DATA_DIR/callhome.db` and brings its schema up to date.
     pub fn open_in(data_dir: &Path) -> Result<Store, StoreError> {
         std::fs::create_dir_all(data_dir).map_err(|source| StoreError::DataDir {
@@ -333,31 +390,56 @@ impl Store {
     }
 
     pub fn open(path: &Path) -> Result<Store, StoreError> {
-        let mut conn = Connection::open(path)?;
-        conn.busy_timeout(BUSY_TIMEOUT)?;
-        conn.pragma_update(None, "foreign_keys", "ON")?;
-        // FULL: the WAL is fsynced at every commit, so a 2xx means the snapshot survives a power cut.
-        conn.pragma_update(None, "synchronous", "FULL")?;
-        // 64 MiB of page cache (default 2 MiB): the console's per-org rollups walk index ranges
-        // larger than the default, which would otherwise be re-read from the OS on every page view.
-        conn.pragma_update(None, "cache_size", -65_536)?;
-        migrations::check_not_newer(&conn)?;
-        let mode: String = conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
-        if !mode.eq_ignore_ascii_case("wal") {
-            tracing::warn!(journal_mode = %mode, "SQLite did not switch to WAL mode");
-        }
-        let (from, to) = migrations::apply(&mut conn)?;
+        let conn = open_sqlite(path)?;
+        let (from, to) = migrations::apply(&conn)?;
         if from != to {
             tracing::info!(from, to, "database schema migrated");
         }
         Ok(Store {
             conn: Arc::new(Mutex::new(conn)),
-            path: path.to_owned(),
+            location: Location::Sqlite(path.to_owned()),
         })
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
+    /// Connects to PostgreSQL (`postgres://user:password@host:port/db` or libpq's `key=value`
+    /// form) and brings its schema up to date.
+    pub fn connect(url: &str) -> Result<Store, StoreError> {
+        let config: postgres::Config = url
+            .parse()
+            .map_err(|e| StoreError::Invalid(format!("database URL: {e}")))?;
+        Store::connect_with(config)
+    }
+
+    pub fn connect_with(config: postgres::Config) -> Result<Store, StoreError> {
+        let conn = Connection::connect_postgres(&config)?;
+        let (from, to) = migrations::apply(&conn)?;
+        if from != to {
+            tracing::info!(from, to, "database schema migrated");
+        }
+        Ok(Store {
+            conn: Arc::new(Mutex::new(conn)),
+            location: Location::Postgres(Box::new(config)),
+        })
+    }
+
+    /// Opens another store on the same database (what a second process or replica would do).
+    pub fn open_location(location: &Location) -> Result<Store, StoreError> {
+        match location {
+            Location::Sqlite(path) => Store::open(path),
+            Location::Postgres(config) => Store::connect_with((**config).clone()),
+        }
+    }
+
+    pub fn location(&self) -> &Location {
+        &self.location
+    }
+
+    /// A new connection to the same database, with the per-connection settings.
+    fn new_connection(&self) -> Result<Connection, StoreError> {
+        match &self.location {
+            Location::Sqlite(path) => open_sqlite(path),
+            Location::Postgres(config) => Ok(Connection::connect_postgres(config)?),
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, Connection> {
@@ -375,9 +457,13 @@ impl Store {
         T: Send + 'static,
         E: From<StoreError> + Send + 'static,
     {
-        let conn = Arc::clone(&self.conn);
+        let store = self.clone();
         tokio::task::spawn_blocking(move || {
-            let mut guard = conn.lock().unwrap_or_else(|p| p.into_inner());
+            let mut guard = store.conn.lock().unwrap_or_else(|p| p.into_inner());
+            if guard.is_closed() {
+                // The PostgreSQL server restarted or dropped us: this request gets a new connection.
+                *guard = store.new_connection().map_err(E::from)?;
+            }
             f(&mut guard)
         })
         .await
@@ -397,11 +483,11 @@ impl Store {
                 Ok(mutex) => {
                     let conn = mutex.into_inner().unwrap_or_else(|p| p.into_inner());
                     // The final checkpoint writes and fsyncs: keep it off the async threads.
-                    return tokio::task::spawn_blocking(move || conn.close().map_err(|(_, e)| e))
+                    return tokio::task::spawn_blocking(move || conn.close())
                         .await
                         .map_err(|e| StoreError::Task(e.to_string()))?
                         .map(|()| true)
-                        .map_err(StoreError::Sqlite);
+                        .map_err(StoreError::Database);
                 }
                 Err(shared) if tokio::time::Instant::now() < deadline => {
                     conn = shared;
@@ -547,7 +633,7 @@ impl Store {
                 "say who acknowledges (`--by NAME`)".to_owned(),
             ));
         }
-        let mut conn = self.lock();
+        let conn = self.lock();
         let tx = conn.transaction()?;
         let changed = risk::acknowledge(&tx, id, by, actor, now)?;
         tx.commit()?;
@@ -576,7 +662,7 @@ impl Store {
         if new.expires_at <= now {
             return Err(StoreError::Invalid("the expiry must be in the future".to_owned()));
         }
-        let mut conn = self.lock();
+        let conn = self.lock();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         require_org(&tx, &new.org)?;
         let env_id = new
@@ -599,9 +685,9 @@ impl Store {
                 )));
             }
         }
-        tx.execute(
+        let id: i64 = tx.query_row(
             "INSERT INTO suppressions (org_id, env_id, host_id, rule_id, reason, author, created_at, expires_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) RETURNING id",
             params![
                 new.org,
                 env_id,
@@ -612,8 +698,8 @@ impl Store {
                 ts(now),
                 ts(new.expires_at)
             ],
+            |r| r.get(0),
         )?;
-        let id = tx.last_insert_rowid();
         audit::record(
             &tx,
             actor,
@@ -655,7 +741,7 @@ impl Store {
         actor: &Actor,
         now: OffsetDateTime,
     ) -> Result<bool, StoreError> {
-        let mut conn = self.lock();
+        let conn = self.lock();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let org: Option<String> = tx
             .query_row("SELECT org_id FROM suppressions WHERE id = ?1", [id], |r| {
@@ -768,12 +854,12 @@ impl Store {
                 "a change window is at most 14 days: record a long project as several windows".to_owned(),
             ));
         }
-        let mut conn = self.lock();
+        let conn = self.lock();
         let tx = conn.transaction()?;
         let env_id = require_environment(&tx, &new.org, &new.environment)?;
-        tx.execute(
+        let id: i64 = tx.query_row(
             "INSERT INTO change_windows (org_id, env_id, starts_at, ends_at, description, author, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) RETURNING id",
             params![
                 new.org,
                 env_id,
@@ -783,8 +869,8 @@ impl Store {
                 new.author,
                 ts(now)
             ],
+            |r| r.get(0),
         )?;
-        let id = tx.last_insert_rowid();
         audit::record(
             &tx,
             actor,
@@ -819,7 +905,7 @@ impl Store {
         actor: &Actor,
         now: OffsetDateTime,
     ) -> Result<bool, StoreError> {
-        let mut conn = self.lock();
+        let conn = self.lock();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let org: Option<String> = tx
             .query_row("SELECT org_id FROM change_windows WHERE id = ?1", [id], |r| {
@@ -845,12 +931,13 @@ impl Store {
                 now,
             )?;
         }
-        tx.execute(
+        let sql = format!(
             "UPDATE webhook_outbox SET next_attempt_at = ?2
              WHERE delivered_at IS NULL AND gave_up_at IS NULL AND next_attempt_at > ?2
-               AND json_extract(body, '$.change_window.id') = ?1",
-            params![id, ts(now)],
-        )?;
+               AND {} = CAST(?1 AS TEXT)",
+            tx.json_field_text("body", "change_window", "id")
+        );
+        tx.execute(&sql, params![id.to_string(), ts(now)])?;
         tx.commit()?;
         Ok(changed == 1)
     }
@@ -912,7 +999,7 @@ impl Store {
                 "org name must be 1 to 200 characters".to_owned(),
             ));
         }
-        let mut conn = self.lock();
+        let conn = self.lock();
         let tx = conn.transaction()?;
         let created_at = ts(now);
         let inserted = tx.execute(
@@ -959,13 +1046,13 @@ impl Store {
     ) -> Result<Contract, StoreError> {
         check_name("product", product)?;
         entitlement::validate_contract(start, end).map_err(|e| StoreError::Invalid(e.to_string()))?;
-        let mut conn = self.lock();
+        let conn = self.lock();
         let tx = conn.transaction()?;
         require_org(&tx, org)?;
         let created_at = ts(now);
-        tx.execute(
+        let id: i64 = tx.query_row(
             "INSERT INTO contracts (org_id, product, tier, start_date, end_date, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6) RETURNING id",
             params![
                 org,
                 product,
@@ -974,8 +1061,8 @@ impl Store {
                 end.to_string(),
                 created_at
             ],
+            |r| r.get(0),
         )?;
-        let id = tx.last_insert_rowid();
         audit::record(
             &tx,
             actor,
@@ -1062,7 +1149,7 @@ impl Store {
         let token = secret::new_enrollment_token()?;
         let id = format!("tok_{}", secret::random_hex(8)?);
         let expires_at = ts(now + ttl);
-        let mut conn = self.lock();
+        let conn = self.lock();
         let tx = conn.transaction()?;
         let env_id = require_environment(&tx, org, environment)?;
         tx.execute(
@@ -1117,7 +1204,7 @@ impl Store {
         actor: &Actor,
         now: OffsetDateTime,
     ) -> Result<Revoked, StoreError> {
-        let mut conn = self.lock();
+        let conn = self.lock();
         let tx = conn.transaction()?;
         let found: Option<(String, String, Option<String>)> = tx
             .query_row(
@@ -1167,12 +1254,12 @@ impl Store {
             "SELECT h.host_id, h.org_id, e.name, h.hostname, h.role, h.agent_version, h.enrolled_at,
                     h.last_seen, (SELECT COUNT(*) FROM snapshots s WHERE s.host_id = h.host_id)
              FROM hosts h JOIN environments e ON e.id = h.env_id
-             WHERE (?1 IS NULL OR h.org_id = ?1) AND (?2 IS NULL OR e.name = ?2)
+             WHERE (CAST(?1 AS TEXT) IS NULL OR h.org_id = ?1) AND (CAST(?2 AS TEXT) IS NULL OR e.name = ?2)
              ORDER BY h.org_id, e.name, h.hostname, h.host_id",
         )?;
         let rows = stmt.query_map(params![org, environment], |r| {
             Ok(HostSummary {
-                host_id: parse_uuid(r.get_ref(0)?.as_str()?, 0)?,
+                host_id: parse_uuid(&r.get::<String>(0)?, 0)?,
                 org: r.get(1)?,
                 environment: r.get(2)?,
                 hostname: r.get(3)?,
@@ -1466,7 +1553,7 @@ fn contracts_of(conn: &Connection, org: &str) -> Result<Vec<Contract>, StoreErro
 }
 
 /// A `contracts` row selected as `id, org_id, product, tier, start_date, end_date, created_at`.
-pub(super) fn contract_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Contract> {
+pub(super) fn contract_row(r: &db::Row<'_>) -> db::Result<Contract> {
     let tier: String = r.get(3)?;
     let start: String = r.get(4)?;
     let end: String = r.get(5)?;
@@ -1549,12 +1636,12 @@ pub fn ts(t: OffsetDateTime) -> String {
         .unwrap_or_else(|_| t.unix_timestamp().to_string())
 }
 
-fn parse_uuid(s: &str, column: usize) -> rusqlite::Result<Uuid> {
+fn parse_uuid(s: &str, column: usize) -> db::Result<Uuid> {
     Uuid::parse_str(s).map_err(|e| conversion_error(column, e.to_string()))
 }
 
-fn conversion_error(column: usize, message: String) -> rusqlite::Error {
-    rusqlite::Error::FromSqlConversionFailure(column, rusqlite::types::Type::Text, message.into())
+fn conversion_error(column: usize, message: String) -> db::Error {
+    db::Error::conversion(column, message)
 }
 
 fn ser_display<T: std::fmt::Display, S: serde::Serializer>(v: &T, s: S) -> Result<S::Ok, S::Error> {
@@ -1565,3 +1652,55 @@ fn ser_display<T: std::fmt::Display, S: serde::Serializer>(v: &T, s: S) -> Resul
 mod risk_tests;
 #[cfg(test)]
 mod tests;
+
+/// Opens a SQLite connection with the store's settings; refuses a newer schema before writing.
+fn open_sqlite(path: &Path) -> Result<Connection, StoreError> {
+    let conn = Connection::open_sqlite(path)?;
+    if let Some(sqlite) = conn.sqlite() {
+        sqlite.busy_timeout(BUSY_TIMEOUT)?;
+        sqlite.pragma_update(None, "foreign_keys", "ON")?;
+        // FULL: the WAL is fsynced at every commit, so a 2xx means the snapshot survives a power cut.
+        sqlite.pragma_update(None, "synchronous", "FULL")?;
+        // 64 MiB of page cache (default 2 MiB): the console's per-org rollups walk index ranges
+        // larger than the default, which would otherwise be re-read from the OS on every page view.
+        sqlite.pragma_update(None, "cache_size", -65_536)?;
+        migrations::check_not_newer(&conn)?;
+        let mode: String = sqlite.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            tracing::warn!(journal_mode = %mode, "SQLite did not switch to WAL mode");
+        }
+    }
+    Ok(conn)
+}
+
+/// Stores for tests: SQLite in the test's directory, or, when `CALLHOME_TEST_DATABASE_URL` names a
+/// PostgreSQL database, a fresh schema of it per store, so that the same tests run on both.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::*;
+
+    pub const DATABASE_URL_VAR: &str = "CALLHOME_TEST_DATABASE_URL";
+
+    pub fn postgres_url() -> Option<String> {
+        std::env::var(DATABASE_URL_VAR).ok().filter(|u| !u.is_empty())
+    }
+
+    pub fn open(dir: &Path) -> Store {
+        match postgres_url() {
+            Some(url) => Store::connect_with(fresh_schema(&url)).expect("open the PostgreSQL test store"),
+            None => Store::open_in(dir).expect("open the SQLite test store"),
+        }
+    }
+
+    /// A new empty schema in the database `url` names, and a config whose connections use it.
+    pub fn fresh_schema(url: &str) -> postgres::Config {
+        let mut config: postgres::Config = url.parse().expect("test database URL");
+        let schema = format!("t_{}", Uuid::new_v4().simple());
+        // Through the store's connection type: the plain client refuses to run inside tokio.
+        Connection::connect_postgres(&config)
+            .and_then(|admin| admin.execute_batch(&format!("CREATE SCHEMA {schema}")))
+            .expect("create a test schema");
+        config.options(&format!("-c search_path={schema}"));
+        config
+    }
+}

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
+use super::db::{Connection, OptionalExtension, params, params_from_iter};
 use serde::Serialize;
 use time::OffsetDateTime;
 
@@ -100,7 +100,7 @@ impl Store {
     }
 }
 
-fn report_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ReportRecord> {
+fn report_row(r: &super::db::Row<'_>) -> super::db::Result<ReportRecord> {
     Ok(ReportRecord {
         id: r.get(0)?,
         org: r.get(1)?,
@@ -115,7 +115,7 @@ fn record_report(
     by: &str,
     now: OffsetDateTime,
 ) -> Result<ReportDelta, StoreError> {
-    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let tx = conn.transaction_with_behavior(super::db::TransactionBehavior::Immediate)?;
     require_org(&tx, org)?;
     let start_of_today = ts(now.replace_time(time::Time::MIDNIGHT));
     let previous: Option<ReportRecord> = tx
@@ -126,12 +126,13 @@ fn record_report(
         .query_row(params![org, start_of_today], report_row)
         .optional()?;
     let now_ts = ts(now);
-    tx.execute(
-        "INSERT INTO reports (org_id, generated_at, generated_by) VALUES (?1, ?2, ?3)",
+    let id: i64 = tx.query_row(
+        "INSERT INTO reports (org_id, generated_at, generated_by) VALUES (?1, ?2, ?3) RETURNING id",
         params![org, now_ts, by],
+        |r| r.get(0),
     )?;
     let report = ReportRecord {
-        id: tx.last_insert_rowid(),
+        id,
         org: org.to_owned(),
         generated_at: now_ts,
         generated_by: by.to_owned(),
@@ -183,7 +184,7 @@ fn org_tams(conn: &Connection, orgs: &[String]) -> Result<BTreeMap<String, Vec<S
         );
         let mut stmt = conn.prepare(&sql)?;
         let rows = stmt.query_map(params_from_iter(chunk), |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+            Ok((r.get::<String>(0)?, r.get::<String>(1)?))
         })?;
         for row in rows {
             let (org, name) = row?;
@@ -200,7 +201,7 @@ mod tests {
     #[tokio::test]
     async fn a_report_compares_with_the_latest_report_of_an_earlier_day() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open_in(dir.path()).unwrap();
+        let store = crate::store::testing::open(dir.path());
         // Noon: a reload five seconds later is the same UTC day.
         let now = OffsetDateTime::now_utc().replace_time(time::macros::time!(12:00));
         store

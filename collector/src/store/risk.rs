@@ -17,8 +17,8 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use super::db::{Connection, OptionalExtension, params};
 use callhome_shared::rules::{Finding, Severity};
-use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -104,7 +104,7 @@ pub fn apply(
             )?,
             None => conn.prepare_cached(
                 "SELECT id, host_id, rule_id, subject FROM findings
-                 WHERE env_id = ?1 AND source = ?2 AND resolved_at IS NULL AND ?3 IS NULL",
+                 WHERE env_id = ?1 AND source = ?2 AND resolved_at IS NULL AND CAST(?3 AS TEXT) IS NULL",
             )?,
         };
         let rows = stmt.query_map(params![j.env_id, j.source.as_str(), host_filter], |r| {
@@ -195,7 +195,7 @@ fn queue_open_criticals(
             )?,
             None => conn.prepare_cached(
                 "SELECT f.id, f.org_id, f.host_id, f.rule_id FROM findings f
-                 WHERE f.env_id = ?1 AND f.resolved_at IS NULL AND f.severity = 'critical' AND ?2 IS NULL
+                 WHERE f.env_id = ?1 AND f.resolved_at IS NULL AND f.severity = 'critical' AND CAST(?2 AS TEXT) IS NULL
                    AND NOT EXISTS (SELECT 1 FROM queue q WHERE q.finding_id = f.id AND q.closed_at IS NULL)",
             )?,
         };
@@ -211,12 +211,13 @@ fn queue_open_criticals(
         }
         let response = now + tier.severity1_response();
         let restoration = tier.severity1_restoration().map(|d| ts(now + d));
-        conn.prepare_cached(
+        let queue_id = conn.prepare_cached(
             "INSERT INTO queue (finding_id, org_id, tier, detected_at, response_deadline, restoration_deadline)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6) RETURNING id",
         )?
-        .execute(params![finding_id, org, tier.as_str(), now_ts, ts(response), restoration])?;
-        let queue_id = conn.last_insert_rowid();
+        .query_row(params![finding_id, org, tier.as_str(), now_ts, ts(response), restoration], |r| {
+            r.get::<i64>(0)
+        })?;
         if tier == Tier::PriorityPlus {
             enqueue_webhook(conn, queue_id, now)?;
         }
@@ -372,7 +373,7 @@ pub fn rescore_host(
 fn score_items(
     conn: &Connection,
     filter: &str,
-    arg: &dyn rusqlite::ToSql,
+    arg: &dyn super::db::ToSql,
     now: OffsetDateTime,
 ) -> Result<Vec<ScoreItem>, StoreError> {
     let sql = format!(
@@ -450,7 +451,7 @@ pub fn rescore_fleet(
     } else {
         None
     };
-    let (column, arg): (&str, &dyn rusqlite::ToSql) = match &env_id {
+    let (column, arg): (&str, &dyn super::db::ToSql) = match &env_id {
         Some(id) => ("env_id", id),
         None => ("org_id", &scope_id),
     };
@@ -463,7 +464,7 @@ pub fn rescore_fleet(
         let mut stmt = conn.prepare_cached(&format!(
             "SELECT host_id FROM hosts WHERE {column} = ?1 ORDER BY host_id"
         ))?;
-        stmt.query_map([arg], |r| super::parse_uuid(&r.get::<_, String>(0)?, 0))?
+        stmt.query_map([arg], |r| super::parse_uuid(&r.get::<String>(0)?, 0))?
             .collect::<Result<_, _>>()?
     };
     let items = score_items(conn, &format!("f.{column} = ?1"), arg, now)?;
@@ -532,7 +533,7 @@ pub fn list_findings(
     let state = match filter.state {
         FindingState::Open => "f.resolved_at IS NULL",
         FindingState::Resolved => "f.resolved_at IS NOT NULL",
-        FindingState::All => "1",
+        FindingState::All => "1 = 1",
     };
     let sql = format!(
         "SELECT f.id, f.org_id, e.name, f.host_id, h.hostname, f.source, f.rule_id, f.severity, f.subject,
@@ -546,7 +547,7 @@ pub fn list_findings(
          FROM findings f JOIN environments e ON e.id = f.env_id
          LEFT JOIN hosts h ON h.host_id = f.host_id
          WHERE f.org_id = ?1 AND {state}
-           AND (?3 IS NULL OR e.name = ?3) AND (?4 IS NULL OR f.host_id = ?4) AND (?5 IS NULL OR f.rule_id = ?5)
+           AND (CAST(?3 AS TEXT) IS NULL OR e.name = ?3) AND (CAST(?4 AS TEXT) IS NULL OR f.host_id = ?4) AND (CAST(?5 AS TEXT) IS NULL OR f.rule_id = ?5)
          ORDER BY f.id"
     );
     let mut stmt = conn.prepare(&sql)?;
@@ -627,17 +628,19 @@ pub fn list_queue(
         .map(serde_json::to_string)
         .transpose()
         .map_err(|e| StoreError::Invalid(e.to_string()))?;
-    let mut stmt = conn.prepare(
+    let sql = format!(
         "SELECT q.id, q.finding_id, q.org_id, q.tier, e.name, f.host_id, h.hostname, f.rule_id, f.subject,
                 f.title, q.detected_at, q.response_deadline, q.restoration_deadline, q.acknowledged_at,
                 q.acknowledged_by, q.closed_at, q.close_reason
          FROM queue q JOIN findings f ON f.id = q.finding_id
          JOIN environments e ON e.id = f.env_id
          LEFT JOIN hosts h ON h.host_id = f.host_id
-         WHERE (?1 IS NULL OR q.org_id = ?1) AND (?2 OR q.closed_at IS NULL)
-           AND (?3 IS NULL OR q.org_id IN (SELECT value FROM json_each(?3)))
+         WHERE (CAST(?1 AS TEXT) IS NULL OR q.org_id = ?1) AND (?2 OR q.closed_at IS NULL)
+           AND (CAST(?3 AS TEXT) IS NULL OR q.org_id IN ({}))
          ORDER BY q.closed_at IS NOT NULL, q.response_deadline, q.id",
-    )?;
+        conn.json_array_text("?3")
+    );
+    let mut stmt = conn.prepare_cached(&sql)?;
     let now_ts = ts(now);
     let rows = stmt.query_map(params![org, all, orgs], |r| {
         let deadline: String = r.get(11)?;
@@ -744,8 +747,10 @@ impl super::Store {
                 .transpose()
                 .map_err(|e| StoreError::Invalid(e.to_string()))?;
             let last_seen: Option<String> = conn.query_row(
-                "SELECT MAX(last_seen) FROM hosts
-                 WHERE ?1 IS NULL OR org_id IN (SELECT value FROM json_each(?1))",
+                &format!(
+                    "SELECT MAX(last_seen) FROM hosts WHERE CAST(?1 AS TEXT) IS NULL OR org_id IN ({})",
+                    conn.json_array_text("?1")
+                ),
                 [orgs_json],
                 |r| r.get(0),
             )?;

@@ -53,7 +53,7 @@ struct Org {
 /// An org with the given active contracts, one environment and one enrolled host.
 async fn org_with(tiers: &[Tier]) -> Org {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open_in(dir.path()).unwrap();
+    let store = crate::store::testing::open(dir.path());
     let now = OffsetDateTime::now_utc();
     let today = now.date();
     store

@@ -6,7 +6,7 @@
 //! findings and scores; only enrollment is skipped (a seeded host has no credential, so it cannot
 //! post), and past days of score history are made up, since no job ran on them.
 
-use rusqlite::{Connection, TransactionBehavior, params};
+use super::db::{Connection, TransactionBehavior, params};
 use time::{Date, OffsetDateTime};
 use uuid::Uuid;
 
@@ -63,7 +63,7 @@ impl Store {
 
     /// Writes a batch of synthetic orgs in one transaction, judging each snapshot as ingest would.
     pub fn seed_orgs(&self, orgs: &[SeedOrg], now: OffsetDateTime) -> Result<SeedCounts, StoreError> {
-        let mut conn = self.lock();
+        let conn = self.lock();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let mut counts = SeedCounts::default();
         for org in orgs {
@@ -81,7 +81,7 @@ impl Store {
         now: OffsetDateTime,
         mut step: impl FnMut() -> f64,
     ) -> Result<u64, StoreError> {
-        let mut conn = self.lock();
+        let conn = self.lock();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let scores: Vec<(String, String, f64)> = tx
             .prepare("SELECT scope, scope_id, score FROM scores ORDER BY scope, scope_id")?
@@ -172,9 +172,11 @@ fn seed_org(
     let tier: Option<Tier> = entitlement::effective_tier(&terms, now.date());
     for env in &org.environments {
         check_name("environment name", &env.name)?;
-        conn.prepare_cached("INSERT INTO environments (org_id, name, created_at) VALUES (?1, ?2, ?3)")?
-            .execute(params![org.id, env.name, now_ts])?;
-        let env_id = conn.last_insert_rowid();
+        let env_id: i64 = conn
+            .prepare_cached(
+                "INSERT INTO environments (org_id, name, created_at) VALUES (?1, ?2, ?3) RETURNING id",
+            )?
+            .query_row(params![org.id, env.name, now_ts], |r| r.get(0))?;
         counts.environments += 1;
         for host in &env.hosts {
             conn.prepare_cached(

@@ -8,7 +8,7 @@ fn now() -> OffsetDateTime {
 
 fn store() -> (tempfile::TempDir, Store) {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open_in(dir.path()).unwrap();
+    let store = crate::store::testing::open(dir.path());
     (dir, store)
 }
 
@@ -89,27 +89,28 @@ async fn identity(store: &Store, credential: &Secret) -> AgentIdentity {
 fn migrations_are_idempotent_on_reopen() {
     let (dir, store) = store();
     store.add_org("ORG-1", "Example", &Actor::cli(), now()).unwrap();
+    let location = store.location().clone();
     drop(store);
-    let store = Store::open_in(dir.path()).unwrap();
+    let store = Store::open_location(&location).unwrap();
     assert_eq!(store.list_orgs().unwrap().len(), 1);
-    let version: i64 = store
-        .lock()
-        .pragma_query_value(None, "user_version", |r| r.get(0))
-        .unwrap();
+    let version = migrations::current_version(&store.lock()).unwrap();
     assert_eq!(version, migrations::supported_version());
-    let mode: String = store
-        .lock()
-        .pragma_query_value(None, "journal_mode", |r| r.get(0))
-        .unwrap();
-    assert_eq!(mode, "wal");
+    if let Some(sqlite) = store.lock().sqlite() {
+        let mode: String = sqlite
+            .pragma_query_value(None, "journal_mode", |r| r.get(0))
+            .unwrap();
+        assert_eq!(mode, "wal");
+    }
+    drop(dir);
 }
 
 #[test]
 fn newer_schema_is_refused() {
-    let (dir, store) = store();
-    store.lock().pragma_update(None, "user_version", 99).unwrap();
+    let (_dir, store) = store();
+    migrations::set_version(&store.lock(), 99).unwrap();
+    let location = store.location().clone();
     drop(store);
-    let err = Store::open_in(dir.path()).unwrap_err();
+    let err = Store::open_location(&location).unwrap_err();
     let supported = migrations::supported_version();
     assert_eq!(
         err.to_string(),
@@ -387,6 +388,9 @@ fn timestamps_sort_as_text_and_parse_as_rfc3339() {
 
 #[tokio::test]
 async fn close_waits_for_other_handles_and_removes_the_wal() {
+    if crate::store::testing::postgres_url().is_some() {
+        return; // SQLite's WAL file
+    }
     let (dir, store) = store();
     store.add_org("ORG-1", "Example", &Actor::cli(), now()).unwrap();
     let wal = dir.path().join(format!("{DB_FILE_NAME}-wal"));
@@ -406,6 +410,6 @@ async fn close_waits_for_other_handles_and_removes_the_wal() {
     release.await.unwrap();
     assert!(!wal.exists(), "the last close checkpoints and deletes the WAL");
     // What was committed is in the database file.
-    let reopened = Store::open_in(dir.path()).unwrap();
+    let reopened = crate::store::testing::open(dir.path());
     assert_eq!(reopened.list_orgs().unwrap().len(), 1);
 }

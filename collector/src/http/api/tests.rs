@@ -75,7 +75,7 @@ async fn session(store: &Store, user_id: i64, now: OffsetDateTime) -> Caller {
 
 async fn world() -> World {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open_in(dir.path()).unwrap();
+    let store = crate::store::testing::open(dir.path());
     let now = OffsetDateTime::now_utc();
     let options = SeedOptions {
         orgs: 6,

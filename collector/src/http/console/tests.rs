@@ -15,7 +15,7 @@ use crate::http::auth::{AuthState, Principal};
 use crate::password::Hasher;
 use crate::store::accounts::Role;
 use crate::store::audit::Actor;
-use crate::store::{Authentication, Judged, NewSnapshot, Store};
+use crate::store::{Authentication, Judged, NewSnapshot};
 use callhome_shared::HostRole;
 use callhome_shared::api::EnrollRequest;
 use callhome_shared::rules::{Finding, HOST_RULES, Hit, Severity, TrendPoint};
@@ -90,7 +90,7 @@ impl Fixture {
     /// Orgs ORG-1 and ORG-2; admin `root`; TAM `tam1` (`<b>Tam</b>`) assigned to ORG-1.
     fn with_config(config: ConsoleConfig) -> Fixture {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open_in(dir.path()).unwrap();
+        let store = crate::store::testing::open(dir.path());
         let now = OffsetDateTime::now_utc();
         let h = Hasher::insecure_for_tests();
         store.add_org("ORG-1", "One", &Actor::cli(), now).unwrap();
