@@ -186,9 +186,10 @@ impl IntoResponse for AppError {
 impl From<StoreError> for AppError {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::Database(_) | StoreError::DataDir { .. } | StoreError::SchemaTooNew { .. } => {
-                AppError::Unavailable(e.to_string())
-            }
+            StoreError::Database(_)
+            | StoreError::Unavailable(_)
+            | StoreError::DataDir { .. }
+            | StoreError::SchemaTooNew { .. } => AppError::Unavailable(e.to_string()),
             _ => AppError::Internal(e.to_string()),
         }
     }

@@ -23,6 +23,7 @@ pub mod migrations;
 pub mod report;
 pub mod risk;
 pub mod seed;
+pub mod writer;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -70,6 +71,9 @@ pub enum StoreError {
     Random(#[from] secret::RandomError),
     #[error("database task failed: {0}")]
     Task(String),
+    /// The database refused a whole group of writes (connection lost, disk full): retry later.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
 }
 
 impl StoreError {
@@ -363,14 +367,61 @@ impl std::fmt::Debug for Location {
     }
 }
 
-/// The collector's database. Cheap to clone; all clones share one connection.
+/// The collector's database. Cheap to clone; all clones share one connection, and one ingest
+/// writer (`writer`) started on the first snapshot.
 #[derive(Debug, Clone)]
 pub struct Store {
     conn: Arc<Mutex<Connection>>,
     location: Location,
+    ingest: Arc<Mutex<Option<writer::Writer>>>,
+    group_stats: Arc<Mutex<writer::GroupStats>>,
 }
 
 impl Store {
+    fn new(conn: Connection, location: Location) -> Store {
+        Store {
+            conn: Arc::new(Mutex::new(conn)),
+            location,
+            ingest: Arc::new(Mutex::new(None)),
+            group_stats: Arc::new(Mutex::new(writer::GroupStats::default())),
+        }
+    }
+
+    /// Commit groups written so far by the ingest writer.
+    pub fn group_stats(&self) -> writer::GroupStats {
+        *self.group_stats.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Queues a snapshot for the ingest writer, starting it when needed.
+    fn submit(&self, job: writer::Job) -> Result<(), StoreError> {
+        let mut ingest = self.ingest.lock().unwrap_or_else(|p| p.into_inner());
+        if ingest.is_none() {
+            // SQLite: the writer shares the store's connection (one writer per file, and the
+            // mutex orders it with the admin writes). PostgreSQL: a connection of its own.
+            let conn = match self.location {
+                Location::Sqlite(_) => Arc::clone(&self.conn),
+                Location::Postgres(_) => Arc::new(Mutex::new(self.new_connection()?)),
+            };
+            // The writer holds a handle without a writer, so that dropping the last user handle
+            // stops it.
+            let handle = Store {
+                conn: Arc::clone(&self.conn),
+                location: self.location.clone(),
+                ingest: Arc::new(Mutex::new(None)),
+                group_stats: Arc::clone(&self.group_stats),
+            };
+            *ingest = Some(writer::Writer::start(
+                handle,
+                conn,
+                Arc::clone(&self.group_stats),
+            )?);
+        }
+        match ingest.as_ref() {
+            Some(w) => w.submit(job),
+            None => Err(StoreError::Task("no ingest writer".to_owned())),
+        }
+    }
+
     /// Opens the store the configuration names: PostgreSQL when `database_url` is set, else
     /// `DATA_DIR/callhome.db`.
     pub fn open_configured(data_dir: &Path, database_url: Option<&str>) -> Result<Store, StoreError> {
@@ -395,10 +446,7 @@ impl Store {
         if from != to {
             tracing::info!(from, to, "database schema migrated");
         }
-        Ok(Store {
-            conn: Arc::new(Mutex::new(conn)),
-            location: Location::Sqlite(path.to_owned()),
-        })
+        Ok(Store::new(conn, Location::Sqlite(path.to_owned())))
     }
 
     /// Connects to PostgreSQL (`postgres://user:password@host:port/db` or libpq's `key=value`
@@ -416,10 +464,7 @@ impl Store {
         if from != to {
             tracing::info!(from, to, "database schema migrated");
         }
-        Ok(Store {
-            conn: Arc::new(Mutex::new(conn)),
-            location: Location::Postgres(Box::new(config)),
-        })
+        Ok(Store::new(conn, Location::Postgres(Box::new(config))))
     }
 
     /// Opens another store on the same database (what a second process or replica would do).
@@ -477,6 +522,13 @@ impl Store {
     /// connection then: the last of them closes it when it ends.
     pub async fn close(self, wait: Duration) -> Result<bool, StoreError> {
         let deadline = tokio::time::Instant::now() + wait;
+        // The writer first: it finishes the groups queued, and its handle goes with it.
+        let writer = self.ingest.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(writer) = writer {
+            tokio::task::spawn_blocking(move || writer.stop())
+                .await
+                .map_err(|e| StoreError::Task(e.to_string()))?;
+        }
         let mut conn = self.conn;
         loop {
             match Arc::try_unwrap(conn) {
@@ -501,7 +553,14 @@ impl Store {
     /// Runs `f` while holding the connection: a stand-in for a long transaction of another writer.
     #[cfg(test)]
     pub(crate) fn with_connection_held<T>(&self, f: impl FnOnce() -> T) -> T {
-        let _guard = self.lock();
+        let guard = self.lock();
+        // PostgreSQL's ingest writer has a connection of its own: hold the table it writes instead.
+        let _tx = (guard.backend() == db::Backend::Postgres).then(|| {
+            let tx = guard.transaction().expect("begin");
+            tx.execute_batch("LOCK TABLE snapshots IN EXCLUSIVE MODE")
+                .expect("lock snapshots");
+            tx
+        });
         f()
     }
 
@@ -540,16 +599,25 @@ impl Store {
         snapshot: NewSnapshot,
         now: OffsetDateTime,
     ) -> Result<Inserted, StoreError> {
-        let conn = Arc::clone(&self.conn);
+        let store = self.clone();
+        let (reply, answer) = tokio::sync::oneshot::channel();
         tokio::task::spawn_blocking(move || {
-            // Compress before taking the lock: the one writer should not wait on CPU work.
+            // Compress here, in parallel: the one writer should not wait on CPU work.
             let compressed =
                 zstd::encode_all(snapshot.body.as_slice(), BODY_ZSTD_LEVEL).map_err(StoreError::Compress)?;
-            let mut guard = conn.lock().unwrap_or_else(|p| p.into_inner());
-            insert_snapshot(&mut guard, &agent, &snapshot, &compressed, now)
+            store.submit(writer::Job {
+                agent,
+                snapshot,
+                compressed,
+                now,
+                reply,
+            })
         })
         .await
-        .map_err(|e| StoreError::Task(e.to_string()))?
+        .map_err(|e| StoreError::Task(e.to_string()))??;
+        answer
+            .await
+            .map_err(|_| StoreError::Task("the ingest writer stopped before answering".to_owned()))?
     }
 
     /// Runs the periodic judgements (fleet, trend, scores, catalog change) once.
@@ -1421,14 +1489,14 @@ fn authenticate_agent(
     }))
 }
 
-fn insert_snapshot(
-    conn: &mut Connection,
+/// Stores one snapshot inside the caller's transaction (the writer's group).
+fn insert_snapshot_in(
+    tx: &Connection,
     agent: &AgentIdentity,
     snapshot: &NewSnapshot,
     compressed: &[u8],
     now: OffsetDateTime,
 ) -> Result<Inserted, StoreError> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let now_ts = ts(now);
     let body_len = i64::try_from(snapshot.body.len()).unwrap_or(i64::MAX);
     let inserted = tx.execute(
@@ -1469,7 +1537,6 @@ fn insert_snapshot(
         "UPDATE hosts SET last_seen = ?2, clock_skew_secs = COALESCE(?3, clock_skew_secs) WHERE host_id = ?1",
         params![agent.host_id.to_string(), now_ts, snapshot.judged.clock_skew_secs],
     )?;
-    tx.commit()?;
     Ok(if inserted == 0 {
         Inserted::Duplicate
     } else {

@@ -320,6 +320,58 @@ async fn re_enroll_revokes_the_old_credential() {
     assert_eq!(store.list_tokens("ORG-1").unwrap()[0].uses, 2);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_posts_share_commits_and_a_bad_one_fails_alone() {
+    let (_dir, store) = store();
+    let token = org_with_token(&store, "ORG-1", "prod");
+    let mut agents = Vec::new();
+    for _ in 0..8 {
+        let enrolled = store
+            .enroll(request(&token, Uuid::new_v4()), now())
+            .await
+            .unwrap();
+        agents.push(identity(&store, &enrolled.credential).await);
+    }
+    // A host the database does not know: its insert breaks a foreign key inside the group.
+    let mut stranger = agents[0].clone();
+    stranger.host_id = Uuid::new_v4();
+    let mut tasks = tokio::task::JoinSet::new();
+    let duplicate = Uuid::now_v7();
+    for i in 0..200usize {
+        let store = store.clone();
+        let agent = if i == 77 {
+            stranger.clone()
+        } else {
+            agents[i % agents.len()].clone()
+        };
+        // Posts 10 and 11 carry the same id (a retry racing its original): one row.
+        let id = if i == 10 || i == 11 {
+            duplicate
+        } else {
+            Uuid::now_v7()
+        };
+        tasks.spawn(async move { (i, store.insert_snapshot(agent, snapshot(id), now()).await) });
+    }
+    let mut stored = 0;
+    let mut duplicates = 0;
+    while let Some(joined) = tasks.join_next().await {
+        let (i, result) = joined.unwrap();
+        match result {
+            Ok(Inserted::Stored) => stored += 1,
+            Ok(Inserted::Duplicate) => duplicates += 1,
+            Err(e) => assert_eq!(i, 77, "only the stranger fails: {e}"),
+        }
+    }
+    assert_eq!((stored, duplicates), (198, 1));
+    assert_eq!(store.count_snapshots().unwrap(), 198);
+    let stats = store.group_stats();
+    assert_eq!(stats.snapshots, 200);
+    assert!(
+        stats.groups < 200,
+        "some commits carried several snapshots: {stats:?}"
+    );
+}
+
 #[tokio::test]
 async fn insert_snapshot_is_idempotent() {
     let (_dir, store) = store();
