@@ -324,6 +324,9 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Change(cmd) => risk_cmd::change(&open(&cli)?, cmd, now),
         Command::Capacity(cmd) => risk_cmd::capacity(&open(&cli)?, &load_config(&cli)?, cmd, now),
         Command::Jobs(risk_cmd::JobsCommand::Run) => risk_cmd::jobs(&open(&cli)?, &load_config(&cli)?, now),
+        Command::Jobs(risk_cmd::JobsCommand::Runs { name, limit }) => {
+            risk_cmd::job_runs(&open(&cli)?, name.as_deref(), *limit)
+        }
         Command::Rules(cmd) => Ok(crate::rules_cmd::run(cmd)?),
         Command::User(cmd) => crate::account_cmd::user(&open(&cli)?, cmd, now),
         Command::Tam(cmd) => crate::account_cmd::tam(&open(&cli)?, cmd, now),

@@ -28,6 +28,8 @@
 //! interval_secs = 300              # how often they run (also once at start)
 //! default_schedule_interval_secs = 4500  # assumed agent interval when an agent does not report one
 //! trend_window_days = 30           # history that capacity forecasts look at
+//! snapshot_retention_days = 30     # raw snapshots kept (each host's latest always)
+//! score_history_days = 730         # daily score history kept
 //!
 //! [webhook]                        # Priority Plus critical alerts; no url = no alerts sent
 //! url = "https://alerts.example.com/callhome"  # https; http only to a loopback address
@@ -134,6 +136,10 @@ pub struct JobsConfig {
     /// The agent default (hourly with up to 15 minutes of splay), for agents that do not say.
     pub default_schedule_interval_secs: u64,
     pub trend_window_days: u32,
+    /// Raw snapshots older than this are deleted (each host's latest is always kept).
+    pub snapshot_retention_days: u32,
+    /// Daily score history older than this is deleted (two years by default).
+    pub score_history_days: u32,
 }
 
 impl Default for JobsConfig {
@@ -142,6 +148,8 @@ impl Default for JobsConfig {
             interval_secs: 300,
             default_schedule_interval_secs: 4500,
             trend_window_days: 30,
+            snapshot_retention_days: 30,
+            score_history_days: 730,
         }
     }
 }
@@ -349,6 +357,13 @@ impl Config {
                 problems.push(format!("{key} = {value} is more than 4 GiB"));
             }
         }
+        // Forecasts read trend points, which retention deletes with their snapshots.
+        if self.jobs.snapshot_retention_days < self.jobs.trend_window_days {
+            problems.push(format!(
+                "jobs.snapshot_retention_days = {} is less than jobs.trend_window_days = {}: forecasts would lose their history",
+                self.jobs.snapshot_retention_days, self.jobs.trend_window_days
+            ));
+        }
         // An agent told to wait longer than a day has, in effect, been told to stop calling home.
         if l.retry_after_secs > 86_400 {
             problems.push(format!(
@@ -363,6 +378,11 @@ impl Config {
                 self.jobs.default_schedule_interval_secs,
             ),
             ("jobs.trend_window_days", u64::from(self.jobs.trend_window_days)),
+            (
+                "jobs.snapshot_retention_days",
+                u64::from(self.jobs.snapshot_retention_days),
+            ),
+            ("jobs.score_history_days", u64::from(self.jobs.score_history_days)),
             ("webhook.timeout_secs", self.webhook.timeout_secs),
             ("webhook.max_age_secs", self.webhook.max_age_secs),
             ("console.session_idle_minutes", self.console.session_idle_minutes),

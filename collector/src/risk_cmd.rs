@@ -164,6 +164,15 @@ pub enum CapacityCommand {
 pub enum JobsCommand {
     /// Run the periodic judgements once now (fleet and trend rules, scores, catalog change).
     Run,
+    /// The background job runs of the serving replicas, newest first (one per job and period
+    /// across all replicas), as JSON.
+    Runs {
+        /// Only this job: judgements, rescore or retention.
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
 }
 
 fn parse_severity(s: &str) -> Result<Severity, String> {
@@ -393,6 +402,10 @@ pub fn score(store: &Store, cmd: &ScoreCommand, now: OffsetDateTime) -> Result<(
         }
     }
     Ok(())
+}
+
+pub fn job_runs(store: &Store, name: Option<&str>, limit: u32) -> Result<(), CliError> {
+    print_json(&store.job_runs(name, limit)?)
 }
 
 pub fn jobs(store: &Store, config: &Config, now: OffsetDateTime) -> Result<(), CliError> {

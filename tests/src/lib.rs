@@ -1194,3 +1194,63 @@ pub fn send_tree(agent: &Agent, collector: &Collector, root: &Path) -> serde_jso
     assert_eq!(reply.status, 201, "{reply:?}");
     serde_json::from_str(&snapshot).unwrap()
 }
+
+/// A PostgreSQL database of a test's own: in the cluster `CALLHOME_PG_CLUSTER_URL` names
+/// (`scripts/test` starts one), or else in a throwaway cluster started with
+/// `scripts/pg-test-cluster` and stopped when this is dropped.
+#[derive(Debug)]
+pub struct PgDatabase {
+    pub url: String,
+    cluster: Option<(TempDir, PathBuf)>,
+}
+
+impl PgDatabase {
+    pub fn create() -> PgDatabase {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let (base, cluster) = match std::env::var("CALLHOME_PG_CLUSTER_URL") {
+            Ok(url) if !url.is_empty() => (url, None),
+            _ => {
+                let dir = tempfile::Builder::new().prefix("callhome-pg-").tempdir().unwrap();
+                // The server runs as `postgres` when the tests run as root: it must reach the dir.
+                std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755))
+                    .unwrap();
+                let data = dir.path().join("data");
+                let mut cmd = Command::new(root.join("scripts/pg-test-cluster"));
+                cmd.arg("start")
+                    .arg(&data)
+                    .arg(free_port().to_string())
+                    .env("PG_FSYNC", "off");
+                let url = run_ok(cmd).trim().to_owned();
+                (url, Some((dir, data)))
+            }
+        };
+        let name = format!("e2e_{}", uuid::Uuid::new_v4().simple());
+        let mut cmd = Command::new("psql");
+        cmd.args([base.as_str(), "-qAtc", &format!("CREATE DATABASE {name}")]);
+        run_ok(cmd);
+        let (prefix, _) = base.rsplit_once('/').expect("database URL ends with /DBNAME");
+        PgDatabase {
+            url: format!("{prefix}/{name}"),
+            cluster,
+        }
+    }
+
+    /// Runs one SQL statement and returns psql's unaligned output.
+    pub fn query(&self, sql: &str) -> String {
+        let mut cmd = Command::new("psql");
+        cmd.args([self.url.as_str(), "-qAtc", sql]);
+        run_ok(cmd)
+    }
+}
+
+impl Drop for PgDatabase {
+    fn drop(&mut self) {
+        if let Some((_, data)) = &self.cluster {
+            let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+            let _ = Command::new(root.join("scripts/pg-test-cluster"))
+                .arg("stop")
+                .arg(data)
+                .output();
+        }
+    }
+}

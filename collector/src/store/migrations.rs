@@ -330,6 +330,30 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX audit_at ON audit(at);
     CREATE INDEX audit_org ON audit(org_id, at);
     "#,
+    // 9: background jobs coordinated between replicas (`store::coord`): one lease per job, and a
+    // row per run; and the index retention deletes by.
+    r#"
+    CREATE TABLE job_leases (
+        name        TEXT PRIMARY KEY,
+        period      INTEGER NOT NULL,             -- the period (unix time / interval) last claimed
+        holder      TEXT NOT NULL,                -- replica id
+        started_at  TEXT NOT NULL,
+        lease_until TEXT NOT NULL,                -- another replica may take over after this
+        finished_at TEXT
+    ) STRICT;
+    CREATE TABLE job_runs (
+        id          INTEGER PRIMARY KEY,
+        name        TEXT NOT NULL,
+        period      INTEGER NOT NULL,
+        holder      TEXT NOT NULL,
+        started_at  TEXT NOT NULL,
+        finished_at TEXT,
+        outcome     TEXT
+    ) STRICT;
+    CREATE INDEX job_runs_name ON job_runs(name, period);
+    CREATE INDEX snapshots_received ON snapshots(received_at);
+    CREATE INDEX hosts_latest_snapshot ON hosts(latest_snapshot_id);
+    "#,
 ];
 
 /// The schema version this binary writes.

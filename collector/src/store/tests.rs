@@ -465,3 +465,52 @@ async fn close_waits_for_other_handles_and_removes_the_wal() {
     let reopened = crate::store::testing::open(dir.path());
     assert_eq!(reopened.list_orgs().unwrap().len(), 1);
 }
+
+#[tokio::test]
+async fn retention_prunes_old_snapshots_in_batches_but_keeps_each_hosts_latest() {
+    let (_dir, store) = store();
+    let token = org_with_token(&store, "ORG-1", "prod");
+    let t = now();
+    let mut agents = Vec::new();
+    for _ in 0..2 {
+        let enrolled = store.enroll(request(&token, Uuid::new_v4()), t).await.unwrap();
+        agents.push(identity(&store, &enrolled.credential).await);
+    }
+    let days = |n: i64| t - TimeDuration::days(n);
+    // Host A: two old snapshots and a recent one; host B: only an old one (its latest).
+    for (agent, age) in [(0, 40), (0, 35), (0, 1), (1, 60)] {
+        let at = days(age);
+        store
+            .insert_snapshot(
+                agents[agent].clone(),
+                snapshot_judged(Uuid::now_v7(), at, Vec::new()),
+                at,
+            )
+            .await
+            .unwrap();
+    }
+    store
+        .lock()
+        .execute(
+            "INSERT INTO score_history (scope, scope_id, day, score, findings, updated_at)
+             VALUES ('org', 'ORG-1', ?1, 10.0, 1, ?2), ('org', 'ORG-1', ?3, 20.0, 2, ?2)",
+            params![days(800).date().to_string(), ts(t), days(10).date().to_string()],
+        )
+        .unwrap();
+    let settings = retention::RetentionSettings {
+        batch: 1,
+        ..retention::RetentionSettings::default()
+    };
+    let report = store.prune(t, settings).await.unwrap();
+    assert_eq!((report.snapshots, report.score_history), (2, 1));
+    assert!(report.batches >= 4, "one row per batch: {report:?}");
+    assert_eq!(store.count_snapshots().unwrap(), 2);
+    let trend_points: i64 = store
+        .lock()
+        .query_row("SELECT COUNT(*) FROM trend_points", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(trend_points, 2, "trend points go with their snapshots");
+    // Nothing more to do the second time.
+    let again = store.prune(t, settings).await.unwrap();
+    assert_eq!((again.snapshots, again.score_history), (0, 0));
+}
