@@ -1532,7 +1532,7 @@ fn insert_snapshot_in(
         }
     }
     if inserted == 1 {
-        judge_snapshot(&tx, agent, snapshot, now)?;
+        judge_snapshot(tx, agent, snapshot, now)?;
     }
     // The host was heard from, replay or not.
     tx.execute(
