@@ -538,8 +538,8 @@ impl std::fmt::Debug for Connection {
     }
 }
 
-/// How a transaction takes its locks. SQLite: `Immediate` takes the write lock at `BEGIN`, so two
-/// writers never deadlock on an upgrade. PostgreSQL locks rows as it writes; both are `BEGIN`.
+/// How a transaction takes its locks. Kept for rusqlite's signature: on SQLite both take the write
+/// lock at `BEGIN` (see `transaction_with_behavior`); PostgreSQL locks rows as it writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TransactionBehavior {
     Deferred,
@@ -658,9 +658,12 @@ impl Connection {
     }
 
     pub fn transaction_with_behavior(&self, behavior: TransactionBehavior) -> Result<Transaction<'_>> {
+        // SQLite: every transaction that may write takes the write lock at BEGIN. A deferred one
+        // that reads, then writes after another process committed, fails at once with
+        // SQLITE_BUSY_SNAPSHOT (the busy timeout cannot help it); an immediate one waits its turn.
         let begin = match (self.backend(), behavior) {
-            (Backend::Sqlite, TransactionBehavior::Immediate) => "BEGIN IMMEDIATE",
-            _ => "BEGIN",
+            (Backend::Sqlite, _) => "BEGIN IMMEDIATE",
+            (Backend::Postgres, _) => "BEGIN",
         };
         self.execute_batch(begin)?;
         Ok(Transaction {
