@@ -87,9 +87,14 @@ struct RunArgs {
     #[arg(long)]
     rate: Option<f64>,
     /// Bodies compressed before the clock starts. Default: rate x (warm-up + duration) in open
-    /// loop, 600,000 in closed loop; past it, bodies are built during the run (reported).
+    /// loop, 10,000/s x (warm-up + duration) in closed loop; past it, bodies are built during the
+    /// run (reported), or reused with --cycle.
     #[arg(long)]
     pool: Option<usize>,
+    /// Reuse the pool's bodies round and round instead of building more. Only for a server that
+    /// stores nothing (the nginx ceiling): a collector would answer `duplicate` from a cheaper path.
+    #[arg(long)]
+    cycle: bool,
     /// Seconds before an unanswered request counts as a timeout.
     #[arg(long, default_value_t = 30)]
     timeout: u64,
@@ -181,11 +186,11 @@ async fn run_load(args: RunArgs, threads: usize) -> Result<()> {
         Mode::Open { rate } => {
             (rate * (args.warmup + args.duration) as f64 * 1.01).ceil() as usize + args.connections
         }
-        Mode::Closed => 600_000,
+        Mode::Closed => 10_000 * (args.warmup + args.duration) as usize,
     });
     let fleet = pool::Fleet::new(&agents, templates)?;
     let built = Instant::now();
-    let pool = tokio::task::spawn_blocking(move || pool::Pool::build(fleet, pool_size, threads))
+    let pool = tokio::task::spawn_blocking(move || pool::Pool::build(fleet, pool_size, threads, args.cycle))
         .await
         .context("building the body pool")??;
     eprintln!(

@@ -77,12 +77,15 @@ pub struct Pool {
     next: AtomicUsize,
     built_live: AtomicU64,
     json_bytes: u64,
+    cycle: bool,
 }
 
 impl Pool {
     /// Builds `size` bodies on `threads` threads. Bodies of one agent carry increasing
-    /// `collected_at` (a microsecond apart in pool order), as a real host's snapshots do.
-    pub fn build(fleet: Fleet, size: usize, threads: usize) -> Result<Pool> {
+    /// `collected_at` (a microsecond apart in pool order), as a real host's snapshots do. With
+    /// `cycle`, [`Pool::take`] goes round the pool again instead of building more.
+    pub fn build(fleet: Fleet, size: usize, threads: usize, cycle: bool) -> Result<Pool> {
+        anyhow::ensure!(size > 0 || !cycle, "an empty pool cannot be cycled");
         let base = OffsetDateTime::now_utc();
         let threads = threads.clamp(1, size.max(1));
         let chunk = size.div_ceil(threads).max(1);
@@ -144,12 +147,16 @@ impl Pool {
             next: AtomicUsize::new(0),
             built_live: AtomicU64::new(0),
             json_bytes,
+            cycle,
         })
     }
 
     /// The next request: its agent and body.
     pub fn take(&self) -> Result<(usize, Bytes)> {
-        let k = self.next.fetch_add(1, Ordering::Relaxed);
+        let mut k = self.next.fetch_add(1, Ordering::Relaxed);
+        if self.cycle {
+            k %= self.bodies.len();
+        }
         let agent = self.fleet.agent_of(k);
         if let Some(body) = self.bodies.get(k) {
             return Ok((agent, body.clone()));
@@ -169,6 +176,10 @@ impl Pool {
 
     pub fn prebuilt(&self) -> usize {
         self.bodies.len()
+    }
+
+    pub fn cycles(&self) -> bool {
+        self.cycle
     }
 
     pub fn built_live(&self) -> u64 {
@@ -214,10 +225,10 @@ mod tests {
 
     #[test]
     fn every_body_is_a_fresh_snapshot_of_its_agent_and_the_pool_runs_on_past_its_end() {
-        let pool = Pool::build(fleet(3), 10, 2).unwrap();
+        let pool = Pool::build(fleet(3), 10, 2, false).unwrap();
         assert_eq!(pool.prebuilt(), 10);
         let mut ids = HashSet::new();
-        let mut last_at = vec![None; 3];
+        let mut last_at = [None; 3];
         for k in 0..13 {
             let (agent, body) = pool.take().unwrap();
             assert_eq!(agent, k % 3);
@@ -231,5 +242,15 @@ mod tests {
         }
         assert_eq!(pool.built_live(), 3);
         assert!(pool.mean_body_bytes() > 0.0 && pool.mean_body_bytes() < pool.mean_json_bytes());
+    }
+
+    #[test]
+    fn a_cycled_pool_goes_round_without_building() {
+        let pool = Pool::build(fleet(2), 4, 1, true).unwrap();
+        let first: Vec<_> = (0..4).map(|_| pool.take().unwrap()).collect();
+        let again: Vec<_> = (0..4).map(|_| pool.take().unwrap()).collect();
+        assert_eq!(first, again);
+        assert_eq!(pool.built_live(), 0);
+        assert!(Pool::build(fleet(2), 0, 1, true).is_err());
     }
 }

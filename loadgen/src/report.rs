@@ -40,6 +40,8 @@ pub struct Report {
 pub struct Bodies {
     pub prebuilt: usize,
     pub built_during_run: u64,
+    /// Reused round and round (`--cycle`, for a server that stores nothing).
+    pub cycled: bool,
     pub mean_zstd_bytes: f64,
     pub mean_json_bytes: f64,
 }
@@ -122,6 +124,7 @@ impl Report {
             bodies: Bodies {
                 prebuilt: pool.prebuilt(),
                 built_during_run: pool.built_live(),
+                cycled: pool.cycles(),
                 mean_zstd_bytes: pool.mean_body_bytes(),
                 mean_json_bytes: pool.mean_json_bytes(),
             },
@@ -212,8 +215,9 @@ impl Report {
             (
                 "bodies",
                 format!(
-                    "{} prebuilt, {} built during the run, mean {:.0} B zstd / {:.0} B JSON",
+                    "{} prebuilt{}, {} built during the run, mean {:.0} B zstd / {:.0} B JSON",
                     self.bodies.prebuilt,
+                    if self.bodies.cycled { " (cycled)" } else { "" },
                     self.bodies.built_during_run,
                     self.bodies.mean_zstd_bytes,
                     self.bodies.mean_json_bytes
