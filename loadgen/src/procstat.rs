@@ -97,11 +97,14 @@ impl Sampler {
         Ok(())
     }
 
-    pub fn finish(mut self, window_secs: f64) -> Result<ServerUsage> {
-        self.sample()?;
+    /// The usage over the window; if the processes are gone by now, up to the last reading.
+    pub fn finish(mut self, window_secs: f64) -> ServerUsage {
+        if let Err(e) = self.sample() {
+            eprintln!("warning: server usage up to the last reading only: {e:#}");
+        }
         let mib = |kib: u64| kib as f64 / 1024.0;
         let cpu = self.last.cpu_secs - self.start.cpu_secs;
-        Ok(ServerUsage {
+        ServerUsage {
             processes: self.pids.len(),
             cpu_secs: cpu,
             cpu_cores: if window_secs > 0.0 { cpu / window_secs } else { 0.0 },
@@ -109,7 +112,7 @@ impl Sampler {
             rss_peak_mib: mib(self.peak_rss_kib),
             rss_end_mib: mib(self.last.rss_kib),
             vm_hwm_mib: mib(self.last.hwm_kib),
-        })
+        }
     }
 }
 

@@ -163,13 +163,17 @@ async fn sample(warm: Instant, end: Instant, pids: Vec<u32>) -> Result<(Option<S
             _ = tick.tick() => {}
             () = tokio::time::sleep_until(end) => break,
         }
-        if let Some(s) = sampler.as_mut() {
-            s.sample()?;
+        if let Some(s) = sampler.as_mut()
+            && let Err(e) = s.sample()
+        {
+            // The server died or exited: the load's own figures still stand.
+            eprintln!("warning: stopped sampling the server: {e:#}");
+            break;
         }
     }
     let window = (end - warm).as_secs_f64();
     let own = (procstat::own_cpu_secs()? - own_start) / window;
-    Ok((sampler.map(|s| s.finish(window)).transpose()?, own))
+    Ok((sampler.map(|s| s.finish(window)), own))
 }
 
 async fn worker(ctx: Arc<Ctx>, conn: Conn) -> Result<Tally> {
