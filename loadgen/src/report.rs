@@ -32,8 +32,12 @@ pub struct Report {
     /// Server CPU per 2xx answer in the window.
     pub server_cpu_ms_per_snapshot: Option<f64>,
     pub loadgen_cpu_cores: f64,
-    /// Open loop: the latest a due request was sent (the generator's own lag; should stay small).
-    pub open_loop_max_lag_ms: Option<f64>,
+    /// Open loop: the longest a due request waited to be sent (every connection busy, or the
+    /// generator behind); small when the server keeps up.
+    pub open_loop_max_send_delay_ms: Option<f64>,
+    /// Open loop: requests due in the window but never sent (the server fell behind); 0 when it
+    /// kept up.
+    pub open_loop_unsent: Option<u64>,
 }
 
 #[derive(Debug, Serialize)]
@@ -151,7 +155,8 @@ impl Report {
             server: outcome.server,
             server_cpu_ms_per_snapshot,
             loadgen_cpu_cores: outcome.loadgen_cpu_cores,
-            open_loop_max_lag_ms: outcome.open_loop_max_lag.map(|d| d.as_secs_f64() * 1000.0),
+            open_loop_max_send_delay_ms: outcome.open_loop_max_lag.map(|d| d.as_secs_f64() * 1000.0),
+            open_loop_unsent: outcome.open_loop_unsent,
         }
     }
 
@@ -227,8 +232,11 @@ impl Report {
         for (k, v) in rows {
             let _ = writeln!(out, "  {k:<27}{v}");
         }
-        if let Some(lag) = self.open_loop_max_lag_ms {
-            let _ = writeln!(out, "  {:<27}{lag:.1} ms", "generator max lag");
+        if let Some(lag) = self.open_loop_max_send_delay_ms {
+            let _ = writeln!(out, "  {:<27}{lag:.1} ms", "max send delay");
+        }
+        if let Some(unsent) = self.open_loop_unsent {
+            let _ = writeln!(out, "  {:<27}{unsent}", "due but never sent");
         }
         out
     }

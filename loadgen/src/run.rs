@@ -85,8 +85,11 @@ pub struct Outcome {
     pub server: Option<ServerUsage>,
     /// The generator's own CPU over the window, in cores.
     pub loadgen_cpu_cores: f64,
-    /// Open loop: how late the last due request was sent (a generator that cannot keep up).
+    /// Open loop: the longest a request waited past its due time to be sent (every connection
+    /// busy, or the generator itself behind).
     pub open_loop_max_lag: Option<Duration>,
+    /// Open loop: requests due in the window that were never sent because the run ended first.
+    pub open_loop_unsent: Option<u64>,
 }
 
 struct Ctx {
@@ -137,6 +140,16 @@ pub async fn run(target: &Target, pool: Arc<Pool>, plan: &Plan) -> Result<Outcom
         tally.merge(t.context("a load worker failed")??);
     }
     let elapsed = start.elapsed();
+    let open_loop_unsent = match plan.mode {
+        Mode::Open { rate } => {
+            // Slots i with warm <= start + i/rate < end.
+            let first = (plan.warmup.as_secs_f64() * rate).ceil() as u64;
+            let past = ((plan.warmup + plan.duration).as_secs_f64() * rate).ceil() as u64;
+            let sent = tally.window_status.values().sum::<u64>() + tally.window_errors.values().sum::<u64>();
+            Some(past.saturating_sub(first).saturating_sub(sent))
+        }
+        Mode::Closed => None,
+    };
     let (server, loadgen_cpu_cores) = sampler.await.context("the /proc sampler failed")??;
     Ok(Outcome {
         tally,
@@ -145,6 +158,7 @@ pub async fn run(target: &Target, pool: Arc<Pool>, plan: &Plan) -> Result<Outcom
         loadgen_cpu_cores,
         open_loop_max_lag: matches!(plan.mode, Mode::Open { .. })
             .then(|| Duration::from_micros(ctx.max_lag_us.load(Ordering::Relaxed))),
+        open_loop_unsent,
     })
 }
 
@@ -191,7 +205,9 @@ async fn worker(ctx: Arc<Ctx>, conn: Conn) -> Result<Tally> {
             Mode::Open { rate } => {
                 let i = ctx.slot.fetch_add(1, Ordering::Relaxed);
                 let due = ctx.start + Duration::from_secs_f64(i as f64 / rate);
-                if due >= ctx.end {
+                // Past the end nothing more is sent: a server that fell behind leaves due requests
+                // unsent, counted as such, instead of stretching the run.
+                if due >= ctx.end || Instant::now() >= ctx.end {
                     break;
                 }
                 tokio::time::sleep_until(due).await;
