@@ -35,15 +35,15 @@ struct AgentsFile {
     agents: Vec<Agent>,
 }
 
-/// The agents in `path`, or none when it does not exist yet.
-pub fn load(path: &Path) -> Result<Vec<Agent>> {
+/// The collector that enrolled the agents in `path`, and the agents; none when it does not exist.
+pub fn load(path: &Path) -> Result<(Option<String>, Vec<Agent>)> {
     match std::fs::read(path) {
         Ok(bytes) => {
             let file: AgentsFile = serde_json::from_slice(&bytes)
                 .with_context(|| format!("reading agents from {}", path.display()))?;
-            Ok(file.agents)
+            Ok((Some(file.collector), file.agents))
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok((None, Vec::new())),
         Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
     }
 }
@@ -182,14 +182,17 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("agents.json");
-        assert!(load(&path).unwrap().is_empty());
+        assert_eq!(load(&path).unwrap(), (None, Vec::new()));
         let agents = vec![Agent {
             host_id: Uuid::new_v4(),
             credential: "chac_x".into(),
             template: "deb-healthy".into(),
         }];
         save(&path, "https://127.0.0.1:1", &agents).unwrap();
-        assert_eq!(load(&path).unwrap(), agents);
+        assert_eq!(
+            load(&path).unwrap(),
+            (Some("https://127.0.0.1:1".to_owned()), agents)
+        );
         let mode = std::fs::metadata(&path).unwrap().permissions().mode();
         assert_eq!(mode & 0o077, 0, "mode {mode:o}");
     }

@@ -145,7 +145,15 @@ async fn fleet_of(
         bail!("--agents must be at least 1");
     }
     let templates = template::load_dir(&args.templates)?;
-    let mut have = agents::load(&args.agents_file)?;
+    let (origin, mut have) = agents::load(&args.agents_file)?;
+    if let Some(origin) = origin.filter(|o| !have.is_empty() && *o != args.url) {
+        // Expected for the nginx ceiling, which accepts any credential; a 401 storm otherwise.
+        eprintln!(
+            "note: the agents in {} were enrolled at {origin}, not {}",
+            args.agents_file.display(),
+            args.url
+        );
+    }
     if have.len() < args.agents {
         let Some(token) = &args.token else {
             bail!(
