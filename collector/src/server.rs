@@ -53,7 +53,9 @@ pub async fn serve(config: Config, data_dir: &Path) -> anyhow::Result<()> {
     let db_shown = std::path::absolute(store.path()).unwrap_or_else(|_| store.path().to_owned());
     tracing::info!("embedded SQLite at {}", db_shown.display());
     tracing::info!("{}", identity.describe());
-    let state = AppState::new(store.clone(), config.limits).with_console(config.console);
+    let state = AppState::new(store.clone(), config.limits)
+        .with_console(config.console)
+        .with_metrics(&config.metrics)?;
     let shutdown = shutdown_signal()?;
     let (background_stop, background_stop_rx) = watch::channel(false);
     let mut background = JoinSet::new();

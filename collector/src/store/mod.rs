@@ -18,6 +18,7 @@ pub mod api;
 pub mod audit;
 pub mod console;
 pub mod jobs;
+pub mod metrics;
 pub mod migrations;
 pub mod report;
 pub mod risk;
