@@ -1,6 +1,8 @@
 //! `cargo run -p xtask -- dist DIR`: the man pages (gzipped, as Debian policy wants) and the bash, zsh
 //! and fish completions of both binaries, generated from their clap definitions so that they never
 //! drift from the code. `scripts/package` runs it and the packages install its output.
+//! `cargo run -p xtask -- config-keys`: every key of both config files, traced from their
+//! `Deserialize` impls (`keys.rs`), which `docs/config-reference.md` must document.
 
 use std::fs::{self, File};
 use std::io::Write;
@@ -24,7 +26,21 @@ fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
-        _ => bail!("usage: xtask dist DIR   (man pages in DIR/man/man1, completions in DIR/completions)"),
+        [task] if task == "config-keys" => {
+            for (binary, keys) in [
+                ("callhome-agent", xtask::keys::keys::<callhome_agent::config::Config>()),
+                ("callhome-collector", xtask::keys::keys::<callhome_collector::config::Config>()),
+            ] {
+                for key in keys.map_err(anyhow::Error::msg)? {
+                    println!("{binary}\t{key}");
+                }
+            }
+            Ok(())
+        }
+        _ => bail!(
+            "usage: xtask dist DIR     man pages (DIR/man/man1) and completions (DIR/completions)\n       \
+             xtask config-keys   every config key of both binaries (docs/config-reference.md)"
+        ),
     }
 }
 
