@@ -11,7 +11,7 @@ use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
 
-use serde::de::value::{Error, StrDeserializer, U64Deserializer};
+use serde::de::value::{BorrowedStrDeserializer, Error, StrDeserializer, U64Deserializer};
 use serde::de::{self, DeserializeOwned, DeserializeSeed, IntoDeserializer, MapAccess, SeqAccess, Visitor};
 
 const SPANNED: &str = "$__serde_spanned_private_Spanned";
@@ -39,7 +39,12 @@ pub fn keys<T: DeserializeOwned>() -> Result<Vec<String>, String> {
         match T::deserialize(tracer) {
             Ok(_) => {
                 let t = trace.borrow();
-                return Ok(t.paths.iter().filter(|(_, table)| !**table).map(|(p, _)| p.clone()).collect());
+                return Ok(t
+                    .paths
+                    .iter()
+                    .filter(|(_, table)| !**table)
+                    .map(|(p, _)| p.clone())
+                    .collect());
             }
             Err(e) => {
                 let mut t = trace.borrow_mut();
@@ -86,6 +91,8 @@ struct Fields {
     tracer: Tracer,
     keys: std::vec::IntoIter<String>,
     value_path: Option<String>,
+    /// A map's key may be any type (`Spanned<String>`): it is traced too, and recorded as nothing.
+    map: bool,
 }
 
 impl<'de> MapAccess<'de> for Fields {
@@ -100,7 +107,10 @@ impl<'de> MapAccess<'de> for Fields {
             }
             t.paths.entry(path.clone()).or_insert(false);
             drop(t);
-            self.value_path = Some(path);
+            self.value_path = Some(path.clone());
+            if self.map {
+                return seed.deserialize(self.tracer.at(path)).map(Some);
+            }
             let key: StrDeserializer<'_, Error> = key.as_str().into_deserializer();
             return seed.deserialize(key).map(Some);
         }
@@ -129,8 +139,9 @@ impl<'de> MapAccess<'de> for Spanned {
             return Ok(None);
         };
         self.next = field;
-        let key: StrDeserializer<'_, Error> = field.into_deserializer();
-        seed.deserialize(key).map(Some)
+        // Spanned reads its keys as `&'de str`: only a borrowed string will do.
+        seed.deserialize(BorrowedStrDeserializer::<Error>::new(field))
+            .map(Some)
     }
 
     fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, Error> {
@@ -160,9 +171,9 @@ impl<'de> SeqAccess<'de> for One {
 }
 
 macro_rules! leaf {
-    ($($method:ident => $visit:ident($value:expr)),* $(,)?) => {
+    ($($method:ident => $visit:ident($($value:expr)?)),* $(,)?) => {
         $(fn $method<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
-            visitor.$visit($value)
+            visitor.$visit($($value)?)
         })*
     };
 }
@@ -197,11 +208,19 @@ impl<'de> de::Deserializer<'de> for Tracer {
         visitor.visit_some(self)
     }
 
-    fn deserialize_unit_struct<V: Visitor<'de>>(self, _: &'static str, visitor: V) -> Result<V::Value, Error> {
+    fn deserialize_unit_struct<V: Visitor<'de>>(
+        self,
+        _: &'static str,
+        visitor: V,
+    ) -> Result<V::Value, Error> {
         visitor.visit_unit()
     }
 
-    fn deserialize_newtype_struct<V: Visitor<'de>>(self, _: &'static str, visitor: V) -> Result<V::Value, Error> {
+    fn deserialize_newtype_struct<V: Visitor<'de>>(
+        self,
+        _: &'static str,
+        visitor: V,
+    ) -> Result<V::Value, Error> {
         visitor.visit_newtype_struct(self)
     }
 
@@ -228,6 +247,7 @@ impl<'de> de::Deserializer<'de> for Tracer {
             keys: vec![ANY_NAME.to_owned()].into_iter(),
             tracer: self,
             value_path: None,
+            map: true,
         })
     }
 
@@ -246,9 +266,14 @@ impl<'de> de::Deserializer<'de> for Tracer {
         }
         self.mark_table();
         visitor.visit_map(Fields {
-            keys: fields.iter().map(|f| (*f).to_owned()).collect::<Vec<_>>().into_iter(),
+            keys: fields
+                .iter()
+                .map(|f| (*f).to_owned())
+                .collect::<Vec<_>>()
+                .into_iter(),
             tracer: self,
             value_path: None,
+            map: false,
         })
     }
 
@@ -277,7 +302,7 @@ mod tests {
         name: Option<String>,
         inner: Inner,
         spanned: toml::Spanned<u64>,
-        tables: BTreeMap<String, Inner>,
+        tables: BTreeMap<toml::Spanned<String>, Inner>,
         #[serde(rename = "renamed-key")]
         renamed: Vec<String>,
     }

@@ -28,8 +28,14 @@ fn main() -> anyhow::Result<()> {
         }
         [task] if task == "config-keys" => {
             for (binary, keys) in [
-                ("callhome-agent", xtask::keys::keys::<callhome_agent::config::Config>()),
-                ("callhome-collector", xtask::keys::keys::<callhome_collector::config::Config>()),
+                (
+                    "callhome-agent",
+                    xtask::keys::keys::<callhome_agent::config::Config>(),
+                ),
+                (
+                    "callhome-collector",
+                    xtask::keys::keys::<callhome_collector::config::Config>(),
+                ),
             ] {
                 for key in keys.map_err(anyhow::Error::msg)? {
                     println!("{binary}\t{key}");

@@ -27,8 +27,11 @@ fn documented(doc: &str, heading: &str) -> BTreeSet<String> {
 }
 
 fn check(heading: &str, code: Vec<String>) {
-    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/config-reference.md"))
-        .expect("docs/config-reference.md");
+    let doc = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../docs/config-reference.md"
+    ))
+    .expect("docs/config-reference.md");
     let documented = documented(&doc, heading);
     let code: BTreeSet<String> = code.into_iter().collect();
     assert!(code.len() > 5, "the tracer found too few keys: {code:?}");
@@ -61,6 +64,12 @@ fn collector_config_keys_are_all_documented() {
 #[test]
 fn the_doc_parser_sees_keys_only_in_their_section() {
     let doc = "## callhome-agent\n| `a.b` | 1 | x |\n|---|\n## callhome-collector\n| `c` | 2 | y |\n";
-    assert_eq!(documented(doc, "callhome-agent"), BTreeSet::from(["a.b".to_owned()]));
-    assert_eq!(documented(doc, "callhome-collector"), BTreeSet::from(["c".to_owned()]));
+    assert_eq!(
+        documented(doc, "callhome-agent"),
+        BTreeSet::from(["a.b".to_owned()])
+    );
+    assert_eq!(
+        documented(doc, "callhome-collector"),
+        BTreeSet::from(["c".to_owned()])
+    );
 }
