@@ -229,6 +229,14 @@ impl From<StoreError> for CliError {
 
 impl From<anyhow::Error> for CliError {
     fn from(e: anyhow::Error) -> Self {
+        // `serve` on a database from a newer collector (a downgrade): 78, so that systemd does not
+        // restart it in a loop (RestartPreventExitStatus=78) and the message says what to do.
+        if matches!(
+            e.downcast_ref::<StoreError>(),
+            Some(StoreError::SchemaTooNew { .. })
+        ) {
+            return CliError::Usage(format!("{e:#}"));
+        }
         CliError::Failed(e)
     }
 }

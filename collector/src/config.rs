@@ -45,6 +45,13 @@
 //! lockout_failures = 5             # failed sign-ins for one login within lockout_minutes that lock
 //!                                  # it; one address is locked after 4 times as many (any logins)
 //! lockout_minutes = 15             # the window failures are counted in, and how long a lock lasts
+//!
+//! [metrics]                        # GET /metrics, Prometheus text format
+//! enabled = true                   # false: /metrics answers 404
+//! bearer_token_file = "/etc/callhome/metrics.token"  # optional: scrapers from other addresses
+//!                                  # send `Authorization: Bearer <file's content>`; loopback
+//!                                  # needs no token; without it only loopback may scrape
+//! stale_after_secs = 9000          # a host with no snapshot for this long counts as stale
 //! ```
 
 use std::net::SocketAddr;
@@ -66,6 +73,7 @@ pub struct Config {
     pub jobs: JobsConfig,
     pub webhook: WebhookConfig,
     pub console: ConsoleConfig,
+    pub metrics: MetricsConfig,
 }
 
 impl Default for Config {
@@ -78,6 +86,29 @@ impl Default for Config {
             jobs: JobsConfig::default(),
             webhook: WebhookConfig::default(),
             console: ConsoleConfig::default(),
+            metrics: MetricsConfig::default(),
+        }
+    }
+}
+
+/// `[metrics]`: who may scrape `/metrics` (`http::metrics`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    pub enabled: bool,
+    /// The token a scraper from a non-loopback address must present; none: loopback only.
+    pub bearer_token_file: Option<PathBuf>,
+    /// Twice the agents' default interval (hourly plus up to 15 minutes of splay), as the fleet
+    /// rule that flags silent hosts counts.
+    pub stale_after_secs: u64,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig {
+            enabled: true,
+            bearer_token_file: None,
+            stale_after_secs: 9000,
         }
     }
 }
@@ -286,6 +317,7 @@ impl Config {
             &mut config.tls.key_file,
             &mut config.webhook.secret_file,
             &mut config.webhook.ca_file,
+            &mut config.metrics.bearer_token_file,
         ]
         .into_iter()
         .flatten()
@@ -392,6 +424,7 @@ impl Config {
                 u64::from(self.console.lockout_failures),
             ),
             ("console.lockout_minutes", self.console.lockout_minutes),
+            ("metrics.stale_after_secs", self.metrics.stale_after_secs),
         ] {
             if value == 0 {
                 problems.push(format!("{key} must be greater than 0"));

@@ -26,6 +26,7 @@ pub mod entitlement;
 pub mod http;
 pub mod ingest;
 pub mod jobs;
+pub mod metrics;
 pub mod password;
 pub mod risk_cmd;
 pub mod rules_cmd;

@@ -59,7 +59,9 @@ pub async fn serve(config: Config, data_dir: &Path) -> anyhow::Result<()> {
         location => tracing::info!("PostgreSQL at {location}"),
     }
     tracing::info!("{}", identity.describe());
-    let state = AppState::new(store.clone(), config.limits).with_console(config.console);
+    let state = AppState::new(store.clone(), config.limits)
+        .with_console(config.console)
+        .with_metrics(&config.metrics)?;
     let shutdown = shutdown_signal()?;
     let (background_stop, background_stop_rx) = watch::channel(false);
     let mut background = JoinSet::new();

@@ -9,6 +9,7 @@ pub mod console;
 pub mod enroll;
 pub mod error;
 pub mod health;
+pub mod metrics;
 pub mod ratelimit;
 pub mod snapshots;
 
@@ -39,6 +40,8 @@ pub struct AppState {
     pub agent_limiter: Arc<ratelimit::RateLimiter<uuid::Uuid>>,
     /// Requests per client address.
     pub ip_limiter: Arc<ratelimit::RateLimiter<std::net::IpAddr>>,
+    /// `/metrics`: the counters and who may read them (`[metrics]`, see `with_metrics`).
+    pub metrics: Arc<metrics::MetricsState>,
 }
 
 impl AppState {
@@ -58,6 +61,7 @@ impl AppState {
                 limits.requests_per_minute_per_ip,
                 RATE_LIMIT_KEYS,
             )),
+            metrics: Arc::new(metrics::MetricsState::default()),
         }
     }
 
@@ -86,6 +90,8 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .merge(api::routes())
         .merge(console::routes())
+        // Outside the API table (and its OpenAPI document): for Prometheus, not for TAMs.
+        .route("/metrics", axum::routing::get(metrics::scrape))
         .fallback(|| async { AppError::NotFound })
         .method_not_allowed_fallback(|| async { AppError::MethodNotAllowed })
         .layer(middleware::from_fn_with_state(timeout, request_timeout))

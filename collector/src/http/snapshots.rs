@@ -23,8 +23,31 @@ pub async fn post_snapshot(
     headers: HeaderMap,
     body: Body,
 ) -> Result<(StatusCode, Json<SnapshotAccepted>), AppError> {
+    let started = std::time::Instant::now();
+    let answer = receive(&state, headers, body).await;
+    state
+        .metrics
+        .counters
+        .snapshot(outcome(&answer), started.elapsed());
+    answer
+}
+
+fn outcome(answer: &Result<(StatusCode, Json<SnapshotAccepted>), AppError>) -> crate::metrics::Outcome {
+    use crate::metrics::Outcome;
+    match answer {
+        Ok((_, Json(accepted))) if accepted.status == IngestStatus::Duplicate => Outcome::Duplicate,
+        Ok(_) => Outcome::Stored,
+        Err(e) => Outcome::Refused(e.code()),
+    }
+}
+
+async fn receive(
+    state: &AppState,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<(StatusCode, Json<SnapshotAccepted>), AppError> {
     // (a) who is calling, and may their org send at all
-    let agent = authenticate(&state, &headers).await?;
+    let agent = authenticate(state, &headers).await?;
     if agent.tier.is_none() {
         return Err(AppError::ContractLapsed { org: agent.org });
     }

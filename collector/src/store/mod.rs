@@ -20,6 +20,7 @@ pub mod console;
 pub mod coord;
 pub mod db;
 pub mod jobs;
+pub mod metrics;
 pub mod migrations;
 pub mod report;
 pub mod retention;

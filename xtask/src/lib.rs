@@ -1,0 +1,3 @@
+//! Build-time helpers shared by the `xtask` binary and its tests.
+
+pub mod keys;
