@@ -39,7 +39,7 @@ impl Store {
         let cutoff = ts(now - stale_after);
         self.blocking(move |conn| {
             let tx = conn.transaction()?;
-            let count = |sql: &str, params: &[&dyn rusqlite::ToSql]| -> Result<u64, StoreError> {
+            let count = |sql: &str, params: &[&dyn super::db::ToSql]| -> Result<u64, StoreError> {
                 let n: i64 = tx.query_row(sql, params, |row| row.get(0))?;
                 Ok(u64::try_from(n).unwrap_or(0))
             };
