@@ -3,6 +3,7 @@
 //! drive it with `oneshot`, without a socket.
 
 pub mod admission;
+pub mod agent_cert;
 pub mod api;
 pub mod auth;
 pub mod console;
@@ -39,6 +40,8 @@ pub struct AppState {
     pub agent_limiter: Arc<ratelimit::RateLimiter<uuid::Uuid>>,
     /// Requests per client address.
     pub ip_limiter: Arc<ratelimit::RateLimiter<std::net::IpAddr>>,
+    /// Client certificates: the agent CA, and whether agent routes require them (`with_agent_ca`).
+    pub agent_certs: agent_cert::AgentCertificates,
 }
 
 impl AppState {
@@ -58,6 +61,7 @@ impl AppState {
                 limits.requests_per_minute_per_ip,
                 RATE_LIMIT_KEYS,
             )),
+            agent_certs: agent_cert::AgentCertificates::default(),
         }
     }
 
