@@ -427,7 +427,26 @@ impl Collector {
 
     /// `POST /v1/enroll`: trades the token in `request` for a credential (and its CSR, if any, for a
     /// client certificate).
+    ///
+    /// A collector older than client certificates refuses the unknown `csr` field (400): the request
+    /// is then made again without it, and the answer carries no certificate.
     pub async fn enroll(&self, request: &EnrollBody) -> Result<EnrollResponse, DeliverError> {
+        match self.enroll_once(request).await {
+            Err(error) if request.csr.is_some() && refuses_csr_field(&error) => {
+                tracing::warn!(
+                    "the collector does not take a CSR (an older version): enrolling without a client certificate"
+                );
+                let without = EnrollBody {
+                    csr: None,
+                    ..request.clone()
+                };
+                self.enroll_once(&without).await
+            }
+            other => other,
+        }
+    }
+
+    async fn enroll_once(&self, request: &EnrollBody) -> Result<EnrollResponse, DeliverError> {
         let body =
             serde_json::to_vec(request).map_err(|e| DeliverError::Setup(format!("enroll request: {e}")))?;
         let url = format!("{}{ENROLL_PATH}", self.base);
@@ -582,6 +601,13 @@ impl Collector {
             detail,
         }
     }
+}
+
+/// Whether an enrollment was refused only for its `csr` field: the 400 `malformed_json` of a collector
+/// whose enrollment request knows no such field (serde's "unknown field" message names it).
+fn refuses_csr_field(error: &DeliverError) -> bool {
+    matches!(error, DeliverError::Rejected { status, api: Some(api), .. }
+        if status.as_u16() == 400 && api.error == "malformed_json" && api.message.contains("unknown field `csr`"))
 }
 
 /// `Authorization: Bearer <credential>`, marked sensitive (never logged by the HTTP stack).
@@ -906,6 +932,22 @@ mod tests {
         assert!(sent.ends_with('Z'), "{sent}");
         assert_eq!(request.headers()[CONTENT_ENCODING], "zstd");
         assert!(request.headers()[AUTHORIZATION].is_sensitive());
+    }
+
+    #[test]
+    fn an_older_collectors_refusal_of_the_csr_field_is_recognised() {
+        // What a collector before client certificates answers (serde's message, `deny_unknown_fields`).
+        let body = br#"{"error":"malformed_json","message":"invalid enrollment request: unknown field `csr`, expected one of `token`, `host_id`, `hostname`, `role`, `agent_version` at line 1 column 180"}"#;
+        assert!(refuses_csr_field(&rejected(StatusCode::BAD_REQUEST, body)));
+        let other =
+            br#"{"error":"malformed_json","message":"invalid enrollment request: unknown field `extra`"}"#;
+        assert!(!refuses_csr_field(&rejected(StatusCode::BAD_REQUEST, other)));
+        let csr_refused = br#"{"error":"invalid_request","message":"invalid certificate signing request: unknown field `csr`"}"#;
+        assert!(!refuses_csr_field(&rejected(
+            StatusCode::BAD_REQUEST,
+            csr_refused
+        )));
+        assert!(!refuses_csr_field(&rejected(StatusCode::UNAUTHORIZED, body)));
     }
 
     #[test]
