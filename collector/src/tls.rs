@@ -390,6 +390,10 @@ pub fn server_config(
         }
     };
     let mut config = builder.with_single_cert(identity.chain.clone(), identity.key.clone_key())?;
+    // The server's order (ring's: AES-256-GCM, AES-128-GCM, ChaCha20-Poly1305), not the client's:
+    // every suite offered is AEAD with forward secrecy, but testssl.sh flags a server without an
+    // order of its own (docs/tls.md).
+    config.ignore_client_order = true;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }
@@ -488,6 +492,59 @@ mod tests {
             public_key_pin(b""),
             "sha256//47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU="
         );
+    }
+
+    /// The server picks the suite in its own order: a client that lists ChaCha20 first still gets
+    /// AES-256-GCM, on TLS 1.3 and on TLS 1.2.
+    #[tokio::test]
+    async fn the_server_orders_the_cipher_suites() {
+        use rustls::crypto::ring::cipher_suite as cs;
+        let dir = tempfile::tempdir().unwrap();
+        let identity = load_or_generate(&TlsConfig::default(), dir.path()).unwrap();
+        let server = tokio_rustls::TlsAcceptor::from(server_config(&identity, None).unwrap());
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(identity.chain[0].clone()).unwrap();
+        let cases = [
+            (
+                &rustls::version::TLS13,
+                vec![cs::TLS13_CHACHA20_POLY1305_SHA256, cs::TLS13_AES_256_GCM_SHA384],
+                cs::TLS13_AES_256_GCM_SHA384,
+            ),
+            (
+                &rustls::version::TLS12,
+                vec![
+                    cs::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+                    cs::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+                    cs::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+                ],
+                cs::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+            ),
+        ];
+        for (version, client_order, expected) in cases {
+            let provider = rustls::crypto::CryptoProvider {
+                cipher_suites: client_order,
+                ..rustls::crypto::ring::default_provider()
+            };
+            let config = rustls::ClientConfig::builder_with_provider(Arc::new(provider))
+                .with_protocol_versions(&[version])
+                .unwrap()
+                .with_root_certificates(roots.clone())
+                .with_no_client_auth();
+            let (client_io, server_io) = tokio::io::duplex(64 * 1024);
+            let server = server.clone();
+            let serve = tokio::spawn(async move {
+                let tls = server.accept(server_io).await.unwrap();
+                tls.get_ref().1.negotiated_cipher_suite().unwrap().suite()
+            });
+            let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+            let tls = connector
+                .connect(ServerName::try_from("localhost").unwrap(), client_io)
+                .await
+                .unwrap();
+            let negotiated = tls.get_ref().1.negotiated_cipher_suite().unwrap().suite();
+            assert_eq!(negotiated, expected.suite(), "{version:?}");
+            assert_eq!(serve.await.unwrap(), expected.suite());
+        }
     }
 
     /// A client certificate signed by the agent CA for a CSR, as the agent gets one.
