@@ -268,18 +268,16 @@ impl Courier {
     }
 
     /// Before a delivery: a new client certificate when less than a third of the current one's
-    /// lifetime is left, or when there is none (an agent enrolled before the collector issued
-    /// them). A failure is logged and tried again after [`RENEWAL_RETRY`]; it never stops the
-    /// delivery, which goes on with the current certificate.
+    /// lifetime is left. An agent without one (enrolled by a collector that issued none) asks for
+    /// none: it enrolls again to get one. A failure is logged and tried again after
+    /// [`RENEWAL_RETRY`]; it never stops the delivery, which goes on with the current certificate.
     async fn renew_certificate_if_due(&mut self) {
         let now = OffsetDateTime::now_utc();
-        // Unreadable or exposed: the delivery's `client()` reports it.
-        let Ok(current) = self.state.client_identity() else {
+        // None, or unreadable or exposed (the delivery's `client()` reports that).
+        let Ok(Some(current)) = self.state.client_identity() else {
             return;
         };
-        if current.as_ref().is_some_and(|c| !c.renewal_due(now))
-            || self.renewal_not_before.is_some_and(|at| Instant::now() < at)
-        {
+        if !current.renewal_due(now) || self.renewal_not_before.is_some_and(|at| Instant::now() < at) {
             return;
         }
         let Ok(host_id) = self.state.load_enrollment().map(|e| e.host_id) else {
@@ -288,41 +286,30 @@ impl Courier {
         let Ok((client, credential)) = self.client() else {
             return;
         };
-        // `None`: an older collector without the route, for an agent that has no certificate.
         let renewed = async {
-            let failed = |e: String| Some(e);
-            let pending = PendingKey::generate(host_id).map_err(|e| failed(e.to_string()))?;
+            let pending = PendingKey::generate(host_id).map_err(|e| e.to_string())?;
             let cert = client
                 .renew_certificate(pending.csr_pem(), &credential)
                 .await
-                .map_err(|e| match &e {
-                    DeliverError::Rejected { status, .. } if status.as_u16() == 404 && current.is_none() => {
-                        None
-                    }
-                    _ => failed(e.to_string()),
-                })?;
-            let (identity, file) = pending
-                .complete(&cert.certificate)
-                .map_err(|e| failed(e.to_string()))?;
+                .map_err(|e| e.to_string())?;
+            let (identity, file) = pending.complete(&cert.certificate).map_err(|e| e.to_string())?;
             self.state
                 .save_client_identity(Some(&file))
-                .map_err(|e| failed(e.to_string()))?;
-            Ok::<_, Option<String>>(identity)
+                .map_err(|e| e.to_string())?;
+            Ok::<_, String>(identity)
         }
         .await;
         match renewed {
             Ok(identity) => {
                 tracing::info!(not_after = %identity.not_after, "client certificate renewed");
                 self.renewal_not_before = None;
-                return;
             }
-            Err(None) => tracing::debug!("the collector issues no client certificates"),
-            Err(Some(error)) => {
-                tracing::warn!(%error, valid_until = ?current.as_ref().map(|c| c.not_after),
-                    "cannot renew the client certificate: delivery goes on with the current one, if any; tried again later");
+            Err(error) => {
+                tracing::warn!(%error, valid_until = %current.not_after,
+                    "cannot renew the client certificate: delivery goes on with the current one; tried again later");
+                self.renewal_not_before = Some(Instant::now() + RENEWAL_RETRY);
             }
         }
-        self.renewal_not_before = Some(Instant::now() + RENEWAL_RETRY);
     }
 
     /// Sends one snapshot that is not in the spool (spooling failed).

@@ -326,7 +326,7 @@ fn the_agent_renews_its_certificate_before_a_delivery_when_it_runs_low() {
 }
 
 #[test]
-fn with_client_auth_off_certificates_are_issued_and_fetched_by_agents_without_one() {
+fn with_client_auth_off_certificates_are_issued_but_not_asked_for() {
     let collector = collector("client_auth = \"off\"\n");
     let agent = enrolled(&collector);
     let path = identity_path(&agent);
@@ -334,12 +334,9 @@ fn with_client_auth_off_certificates_are_issued_and_fetched_by_agents_without_on
         path.exists(),
         "issued at enrollment, so that `required` can be turned on later"
     );
-    // An agent without one (enrolled before the collector issued them) gets one before it delivers.
-    std::fs::remove_file(&path).unwrap();
     let sent = agent.run_ok(&["send"]);
     assert!(sent.starts_with("stored "), "{sent}");
-    assert!(path.exists());
-    // Nothing asks for it: a client without a certificate is served.
+    // Nothing asks for it: a client without a certificate is served (and fails on the empty body).
     let reply = post(
         &collector,
         SNAPSHOTS,
@@ -348,4 +345,12 @@ fn with_client_auth_off_certificates_are_issued_and_fetched_by_agents_without_on
         b"{}".to_vec(),
     );
     assert_eq!(reply.status, 400, "{:?}", reply.body);
+    // An agent without one (enrolled before the collector issued them) delivers as before, and asks
+    // for none: only renewals go to the certificate route.
+    std::fs::remove_file(&path).unwrap();
+    let sent = agent.run_ok(&["send"]);
+    assert!(sent.starts_with("stored "), "{sent}");
+    assert!(!path.exists());
+    assert!(!collector.log_text().contains(&format!("path={CERTIFICATE} ")));
+    assert_eq!(collector.stored_ids().len(), 2);
 }
