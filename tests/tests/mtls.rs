@@ -9,7 +9,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::Duration;
 
-use callhome_e2e::{Agent, Collector, post, runtime};
+use callhome_e2e::{Agent, Collector, FakeCollector, post, runtime};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
@@ -353,4 +353,51 @@ fn with_client_auth_off_certificates_are_issued_but_not_asked_for() {
     assert!(!path.exists());
     assert!(!collector.log_text().contains(&format!("path={CERTIFICATE} ")));
     assert_eq!(collector.stored_ids().len(), 2);
+}
+
+#[test]
+fn a_failed_renewal_is_logged_and_the_delivery_goes_on_with_the_current_certificate() {
+    // The renewal (the first request) fails with a 503; the snapshot post that follows is stored.
+    let fake = FakeCollector::start(|n| match n {
+        0 => (
+            503,
+            vec![],
+            r#"{"error":"unavailable","message":"try later"}"#.into(),
+        ),
+        _ => (
+            201,
+            vec![],
+            format!(
+                r#"{{"id":"{}","status":"stored"}}"#,
+                "00000000-0000-0000-0000-000000000000"
+            ),
+        ),
+    });
+    let agent = Agent::new();
+    agent.write_enrollment(&fake.url(), &fake.ca_path);
+    // A certificate with an hour left of 25: renewal is due, the certificate still valid.
+    let now = time::OffsetDateTime::now_utc();
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let mut params = rcgen::CertificateParams::default();
+    params.not_before = now - time::Duration::days(1);
+    params.not_after = now + time::Duration::hours(1);
+    let cert = params.self_signed(&key).unwrap();
+    let pem = format!("{}{}", cert.pem(), key.serialize_pem());
+    let path = identity_path(&agent);
+    std::fs::write(&path, &pem).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+
+    let out = agent.run(&["send"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let paths: Vec<String> = fake.seen().into_iter().map(|r| r.path).collect();
+    assert_eq!(paths, [CERTIFICATE, SNAPSHOTS], "{stderr}");
+    assert!(stderr.contains("cannot renew the client certificate"), "{stderr}");
+    assert!(stderr.contains("503"), "{stderr}");
+    // The snapshot was stored all the same, and the current certificate is kept.
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).starts_with("stored "),
+        "{stderr}"
+    );
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), pem);
 }
