@@ -319,6 +319,15 @@ fn the_agent_renews_its_certificate_before_a_delivery_when_it_runs_low() {
         .filter(|l| l.contains("client certificate issued"))
         .count();
     assert_eq!(issued, 2, "{}", collector.log_text());
+    // Neither side logged a private key (debug logging on both).
+    for pem in [&first, &second] {
+        let key_line = pem
+            .lines()
+            .skip_while(|l| !l.contains("BEGIN PRIVATE KEY"))
+            .nth(1)
+            .unwrap();
+        assert!(!stderr.contains(key_line) && !collector.log_text().contains(key_line));
+    }
     // The renewed certificate is the one presented now.
     let sent = agent.run_ok(&["send"]);
     assert!(sent.starts_with("stored "), "{sent}");
