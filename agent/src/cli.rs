@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
-use callhome_shared::api::EnrollRequest;
+use callhome_shared::api::{EnrollBody, EnrollRequest};
 use callhome_shared::rules::Severity;
 use clap::{Parser, Subcommand};
 use time::OffsetDateTime;
@@ -18,6 +18,7 @@ use tracing_subscriber::filter::{LevelFilter, Targets};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
+use crate::client_cert::PendingKey;
 use crate::config::{self, ConfigError, LoadedConfig};
 use crate::deliver::{Collector, DeliverError};
 use crate::probes::{AgentHealth, PROBES};
@@ -295,17 +296,31 @@ async fn enroll(
         role: config.role,
         agent_version: crate::AGENT_VERSION.to_string(),
     };
+    // The client key is made here and stays here: the collector gets its CSR.
+    let pending = PendingKey::generate(host_id).context("cannot make the client key pair")?;
+    let body = EnrollBody::new(request, Some(pending.csr_pem().to_owned()));
     tracing::info!(collector = client.base_url(), %host_id, pins = pins.len(), "enrolling");
-    let response = client.enroll(&request).await.context("enrollment failed")?;
+    let response = client.enroll(&body).await.context("enrollment failed")?;
     if response.host_id != host_id {
         tracing::warn!(sent = %host_id, assigned = %response.host_id, "collector assigned another host id");
     }
+    let identity = response
+        .client_certificate
+        .as_ref()
+        .map(|cert| pending.complete(&cert.certificate))
+        .transpose()
+        .context("the collector's client certificate cannot be used")?;
     state
         .save_collector_ca(ca_pem.as_deref())
         .context("cannot keep a copy of the collector's CA")?;
     state
         .save_collector_pins(&pins)
         .context("cannot keep the collector's public key pins")?;
+    // Before the credential, which makes the enrollment complete: a crash in between is mended by
+    // enrolling again, as any failed enrollment.
+    state
+        .save_client_identity(identity.as_ref().map(|(_, file)| file.as_str()))
+        .context("cannot save the client certificate")?;
     let enrollment = Enrollment {
         credential: response.credential,
         host_id: response.host_id,
@@ -317,6 +332,9 @@ async fn enroll(
     state
         .save_enrollment(&enrollment)
         .context("cannot save the enrollment")?;
+    if let Some((identity, _)) = &identity {
+        tracing::info!(not_after = %identity.not_after, "client certificate saved");
+    }
     println!(
         "enrolled host {} into org {}, environment {}",
         enrollment.host_id, enrollment.org, enrollment.environment

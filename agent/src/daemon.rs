@@ -21,6 +21,7 @@ use serde::Serialize;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use crate::client_cert::{ClientIdentity, PendingKey};
 use crate::config::Config;
 use crate::deliver::{Backoff, Collector, DeliverError, Delivered, Disposition, encode_body};
 use crate::probes::{AgentHealth, PROBES};
@@ -34,6 +35,10 @@ use crate::{exit, snapshot};
 /// contract will not be renewed in minutes, and a fleet of refused agents should cost the collector
 /// little.
 pub const FORBIDDEN_BACKOFF: Duration = Duration::from_secs(3600);
+
+/// After a failed client certificate renewal, the next try waits at least this long (it is tried
+/// before deliveries, which may follow each other closely while a spool drains).
+const RENEWAL_RETRY: Duration = Duration::from_secs(900);
 
 /// Longest single sleep of the daemon: it wakes at least this often to compare the schedule with
 /// the wall clock, which a suspend or a clock step may have moved.
@@ -128,6 +133,8 @@ pub struct Courier {
     spool: Spool,
     health: HealthBook,
     client: Option<(ClientKey, Collector)>,
+    /// No client certificate renewal before this, after a failed one.
+    renewal_not_before: Option<Instant>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -135,6 +142,8 @@ struct ClientKey {
     url: String,
     ca: Option<PathBuf>,
     pins: Vec<crate::pin::Pin>,
+    /// The client certificate presented (DER); a renewed one makes a new client.
+    certificate: Option<Vec<u8>>,
 }
 
 impl Courier {
@@ -150,6 +159,7 @@ impl Courier {
             spool,
             health,
             client: None,
+            renewal_not_before: None,
         })
     }
 
@@ -214,14 +224,24 @@ impl Courier {
         if pins.is_empty() {
             pins = self.state.collector_pins().map_err(|e| e.to_string())?;
         }
-        let key = ClientKey { url, ca, pins };
+        let identity = self.client_identity()?;
+        let key = ClientKey {
+            url,
+            ca,
+            pins,
+            certificate: identity
+                .as_ref()
+                .and_then(|i| i.chain.first())
+                .map(|c| c.to_vec()),
+        };
         let client = match &self.client {
             Some((k, c)) if *k == key => c.clone(),
             _ => {
-                let client = Collector::with_proxy(
+                let client = Collector::with_identity(
                     &key.url,
                     key.ca.as_deref(),
                     &key.pins,
+                    identity.as_ref(),
                     self.config.collector_timeout(),
                     self.config.collector_proxy(),
                 )
@@ -231,6 +251,65 @@ impl Courier {
             }
         };
         Ok((client, enrollment.credential))
+    }
+
+    /// The client certificate to present: none when there is none, or when it expired (the
+    /// handshake would fail; without one the collector says what is missing). A file others can read
+    /// or that cannot be read stops delivery, as the enrollment's does.
+    fn client_identity(&self) -> Result<Option<ClientIdentity>, String> {
+        match self.state.client_identity().map_err(|e| e.to_string())? {
+            Some(identity) if identity.is_expired(OffsetDateTime::now_utc()) => {
+                tracing::warn!(not_after = %identity.not_after,
+                    "the client certificate expired and is not presented: enroll this agent again");
+                Ok(None)
+            }
+            other => Ok(other),
+        }
+    }
+
+    /// Before a delivery: a new client certificate when less than a third of the current one's
+    /// lifetime is left. An agent without one (enrolled by a collector that issued none) asks for
+    /// none: it enrolls again to get one. A failure is logged and tried again after
+    /// [`RENEWAL_RETRY`]; it never stops the delivery, which goes on with the current certificate.
+    async fn renew_certificate_if_due(&mut self) {
+        let now = OffsetDateTime::now_utc();
+        // None, or unreadable or exposed (the delivery's `client()` reports that).
+        let Ok(Some(current)) = self.state.client_identity() else {
+            return;
+        };
+        if !current.renewal_due(now) || self.renewal_not_before.is_some_and(|at| Instant::now() < at) {
+            return;
+        }
+        let Ok(host_id) = self.state.load_enrollment().map(|e| e.host_id) else {
+            return;
+        };
+        let Ok((client, credential)) = self.client() else {
+            return;
+        };
+        let renewed = async {
+            let pending = PendingKey::generate(host_id).map_err(|e| e.to_string())?;
+            let cert = client
+                .renew_certificate(pending.csr_pem(), &credential)
+                .await
+                .map_err(|e| e.to_string())?;
+            let (identity, file) = pending.complete(&cert.certificate).map_err(|e| e.to_string())?;
+            self.state
+                .save_client_identity(Some(&file))
+                .map_err(|e| e.to_string())?;
+            Ok::<_, String>(identity)
+        }
+        .await;
+        match renewed {
+            Ok(identity) => {
+                tracing::info!(not_after = %identity.not_after, "client certificate renewed");
+                self.renewal_not_before = None;
+            }
+            Err(error) => {
+                tracing::warn!(%error, valid_until = %current.not_after,
+                    "cannot renew the client certificate: delivery goes on with the current one; tried again later");
+                self.renewal_not_before = Some(Instant::now() + RENEWAL_RETRY);
+            }
+        }
     }
 
     /// Sends one snapshot that is not in the spool (spooling failed).
@@ -268,6 +347,7 @@ impl Courier {
         if entries.is_empty() {
             return report;
         }
+        self.renew_certificate_if_due().await;
         let (client, credential) = match self.client() {
             Ok(c) => c,
             Err(message) => {

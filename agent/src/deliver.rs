@@ -15,6 +15,9 @@
 //! collector's `Retry-After`, quarantine it (400, 413, 415, 422), or keep it and wait for an operator
 //! (401: re-enroll; 403: lapsed contract or wrong org, retried rarely).
 //!
+//! Client certificate (mutual TLS): when the agent holds one (`client_cert`), every connection
+//! presents it; the collector asks for it only when it requires it.
+//!
 //! Proxies: `collector.proxy`, else `HTTPS_PROXY`/`ALL_PROXY` from the environment, each with
 //! `NO_PROXY` honoured (reqwest's matcher; it needs no cargo feature: `system-proxy` only adds the
 //! macOS and Windows system settings). The collector's TLS session runs inside the proxy's CONNECT
@@ -28,14 +31,15 @@ use std::time::{Duration, Instant};
 
 use callhome_shared::Snapshot;
 use callhome_shared::api::{
-    ApiError, ENROLL_PATH, EnrollRequest, EnrollResponse, IngestStatus, SENT_AT_HEADER, SNAPSHOTS_PATH,
-    SnapshotAccepted,
+    ApiError, CERTIFICATE_PATH, CertificateRequest, ClientCertificate, ENROLL_PATH, EnrollBody,
+    EnrollResponse, IngestStatus, SENT_AT_HEADER, SNAPSHOTS_PATH, SnapshotAccepted,
 };
 use reqwest::StatusCode;
 use reqwest::header::{AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 
+use crate::client_cert::ClientIdentity;
 use crate::exit;
 use crate::pin::{Pin, PinMismatch, PinnedVerifier};
 
@@ -282,19 +286,32 @@ fn load_roots(ca_file: Option<&Path>, required: bool) -> Result<rustls::RootCert
 
 /// The rustls client config: ring, TLS 1.2 and 1.3. Without pins, the roots from `ca_file` only, or
 /// the system's roots when there is none. With pins, the [`PinnedVerifier`] for `collector`'s host:
-/// pins alone without `ca_file`, pins and the CA's chain with it.
+/// pins alone without `ca_file`, pins and the CA's chain with it. With `identity`, its certificate
+/// is presented when the collector asks for one.
 pub fn tls_config(
     ca_file: Option<&Path>,
     pins: &[Pin],
     collector: &reqwest::Url,
+    identity: Option<&ClientIdentity>,
 ) -> Result<rustls::ClientConfig, DeliverError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .map_err(|e| DeliverError::Setup(format!("TLS setup: {e}")))?;
+    let client_auth = |builder: rustls::ConfigBuilder<
+        rustls::ClientConfig,
+        rustls::client::WantsClientCert,
+    >| {
+        match identity {
+            None => Ok(builder.with_no_client_auth()),
+            Some(identity) => builder
+                .with_client_auth_cert(identity.chain.clone(), identity.key())
+                .map_err(|e| DeliverError::Setup(format!("client certificate: {e}"))),
+        }
+    };
     if pins.is_empty() {
         let roots = load_roots(ca_file, true)?;
-        return Ok(builder.with_root_certificates(roots).with_no_client_auth());
+        return client_auth(builder.with_root_certificates(roots));
     }
     let roots = load_roots(ca_file, false)?;
     let roots = if roots.is_empty() {
@@ -313,10 +330,11 @@ pub fn tls_config(
         ca_file.is_some(),
         &provider,
     );
-    Ok(builder
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(verifier))
-        .with_no_client_auth())
+    client_auth(
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(verifier)),
+    )
 }
 
 /// The collector's host as rustls receives it from the connector: a DNS name or an IP address
@@ -363,8 +381,20 @@ impl Collector {
         timeout: Duration,
         proxy: Option<&str>,
     ) -> Result<Collector, DeliverError> {
+        Collector::with_identity(url, ca_file, pins, None, timeout, proxy)
+    }
+
+    /// As [`Collector::with_proxy`], presenting `identity`'s client certificate when there is one.
+    pub fn with_identity(
+        url: &str,
+        ca_file: Option<&Path>,
+        pins: &[Pin],
+        identity: Option<&ClientIdentity>,
+        timeout: Duration,
+        proxy: Option<&str>,
+    ) -> Result<Collector, DeliverError> {
         let parsed = crate::config::check_collector_url(url).map_err(DeliverError::Setup)?;
-        let tls = tls_config(ca_file, pins, &parsed)?;
+        let tls = tls_config(ca_file, pins, &parsed, identity)?;
         let mut builder = reqwest::Client::builder();
         if let Some(proxy) = proxy {
             // Messages name the key, never the URL: it may hold the proxy's password.
@@ -395,8 +425,28 @@ impl Collector {
         &self.base
     }
 
-    /// `POST /v1/enroll`: trades the token in `request` for a credential.
-    pub async fn enroll(&self, request: &EnrollRequest) -> Result<EnrollResponse, DeliverError> {
+    /// `POST /v1/enroll`: trades the token in `request` for a credential (and its CSR, if any, for a
+    /// client certificate).
+    ///
+    /// A collector older than client certificates refuses the unknown `csr` field (400): the request
+    /// is then made again without it, and the answer carries no certificate.
+    pub async fn enroll(&self, request: &EnrollBody) -> Result<EnrollResponse, DeliverError> {
+        match self.enroll_once(request).await {
+            Err(error) if request.csr.is_some() && refuses_csr_field(&error) => {
+                tracing::warn!(
+                    "the collector does not take a CSR (an older version): enrolling without a client certificate"
+                );
+                let without = EnrollBody {
+                    csr: None,
+                    ..request.clone()
+                };
+                self.enroll_once(&without).await
+            }
+            other => other,
+        }
+    }
+
+    async fn enroll_once(&self, request: &EnrollBody) -> Result<EnrollResponse, DeliverError> {
         let body =
             serde_json::to_vec(request).map_err(|e| DeliverError::Setup(format!("enroll request: {e}")))?;
         let url = format!("{}{ENROLL_PATH}", self.base);
@@ -411,6 +461,32 @@ impl Collector {
         }
         serde_json::from_slice(&bytes).map_err(|e| {
             DeliverError::Protocol(format!("{status} with a body that is not an enrollment: {e}"))
+        })
+    }
+
+    /// `POST /v1/agents/certificate`: a new client certificate for the key of `csr_pem`.
+    pub async fn renew_certificate(
+        &self,
+        csr_pem: &str,
+        credential: &str,
+    ) -> Result<ClientCertificate, DeliverError> {
+        let body = serde_json::to_vec(&CertificateRequest {
+            csr: csr_pem.to_owned(),
+        })
+        .map_err(|e| DeliverError::Setup(format!("certificate request: {e}")))?;
+        let url = format!("{}{CERTIFICATE_PATH}", self.base);
+        let request = self
+            .client
+            .post(&url)
+            .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
+            .header(AUTHORIZATION, bearer(credential)?)
+            .body(body);
+        let (status, bytes) = self.exchange(&url, request).await?;
+        if !status.is_success() {
+            return Err(rejected(status, &bytes));
+        }
+        serde_json::from_slice(&bytes).map_err(|e| {
+            DeliverError::Protocol(format!("{status} with a body that is not a certificate: {e}"))
         })
     }
 
@@ -453,10 +529,7 @@ impl Collector {
         credential: &str,
         now: time::OffsetDateTime,
     ) -> Result<reqwest::RequestBuilder, DeliverError> {
-        let mut auth = HeaderValue::from_str(&format!("Bearer {credential}")).map_err(|_| {
-            DeliverError::Setup("the saved credential is not a valid header value: enroll again".into())
-        })?;
-        auth.set_sensitive(true);
+        let auth = bearer(credential)?;
         Ok(self
             .client
             .post(url)
@@ -528,6 +601,22 @@ impl Collector {
             detail,
         }
     }
+}
+
+/// Whether an enrollment was refused only for its `csr` field: the 400 `malformed_json` of a collector
+/// whose enrollment request knows no such field (serde's "unknown field" message names it).
+fn refuses_csr_field(error: &DeliverError) -> bool {
+    matches!(error, DeliverError::Rejected { status, api: Some(api), .. }
+        if status.as_u16() == 400 && api.error == "malformed_json" && api.message.contains("unknown field `csr`"))
+}
+
+/// `Authorization: Bearer <credential>`, marked sensitive (never logged by the HTTP stack).
+fn bearer(credential: &str) -> Result<HeaderValue, DeliverError> {
+    let mut auth = HeaderValue::from_str(&format!("Bearer {credential}")).map_err(|_| {
+        DeliverError::Setup("the saved credential is not a valid header value: enroll again".into())
+    })?;
+    auth.set_sensitive(true);
+    Ok(auth)
 }
 
 /// The `x-callhome-sent-at` value: RFC 3339 in UTC, to the millisecond.
@@ -846,6 +935,22 @@ mod tests {
     }
 
     #[test]
+    fn an_older_collectors_refusal_of_the_csr_field_is_recognised() {
+        // What a collector before client certificates answers (serde's message, `deny_unknown_fields`).
+        let body = br#"{"error":"malformed_json","message":"invalid enrollment request: unknown field `csr`, expected one of `token`, `host_id`, `hostname`, `role`, `agent_version` at line 1 column 180"}"#;
+        assert!(refuses_csr_field(&rejected(StatusCode::BAD_REQUEST, body)));
+        let other =
+            br#"{"error":"malformed_json","message":"invalid enrollment request: unknown field `extra`"}"#;
+        assert!(!refuses_csr_field(&rejected(StatusCode::BAD_REQUEST, other)));
+        let csr_refused = br#"{"error":"invalid_request","message":"invalid certificate signing request: unknown field `csr`"}"#;
+        assert!(!refuses_csr_field(&rejected(
+            StatusCode::BAD_REQUEST,
+            csr_refused
+        )));
+        assert!(!refuses_csr_field(&rejected(StatusCode::UNAUTHORIZED, body)));
+    }
+
+    #[test]
     fn plain_http_is_refused_before_any_connection() {
         let err = Collector::new("http://127.0.0.1:1", None, Duration::from_secs(1)).unwrap_err();
         assert_eq!(err.exit_code(), 78);
@@ -986,13 +1091,16 @@ mod tests {
         assert_eq!(err.exit_code(), exit::CONFIG);
         assert_eq!(err.disposition(), Disposition::Retry { after: None });
         // Enrollment is refused the same way: the token never leaves either.
-        let request = EnrollRequest {
-            token: "chet_secret".into(),
-            host_id: uuid::Uuid::new_v4(),
-            hostname: "vda01".into(),
-            role: callhome_shared::HostRole::Vda,
-            agent_version: "test".into(),
-        };
+        let request = EnrollBody::new(
+            callhome_shared::api::EnrollRequest {
+                token: "chet_secret".into(),
+                host_id: uuid::Uuid::new_v4(),
+                hostname: "vda01".into(),
+                role: callhome_shared::HostRole::Vda,
+                agent_version: "test".into(),
+            },
+            None,
+        );
         let err = rt.block_on(wrong.enroll(&request)).unwrap_err();
         assert!(matches!(err, DeliverError::PinMismatch(_)), "{err:?}");
         // Both attempts reached the server's TLS layer; no request got past it.

@@ -15,6 +15,7 @@
 
 pub mod check;
 pub mod cli;
+pub mod client_cert;
 pub mod config;
 pub mod daemon;
 pub mod deliver;

@@ -6,8 +6,10 @@
 //! - `collector-ca.pem`: a copy of the CA file given at enrollment, so `send` trusts the same roots.
 //! - `collector-pins`: the public-key pins given at enrollment (`enroll --pin`), one per line, so
 //!   `send` and `run` pin the same keys.
+//! - `client-identity.pem`: the client certificate the collector signed and its private key, made
+//!   here (mode 0600; refused like the enrollment when others can read it). See `client_cert`.
 //!
-//! A secret file (the enrollment, the redaction key) is refused when its mode lets group or others
+//! A secret file (the enrollment, the client key, the redaction key) is refused when its mode lets group or others
 //! read it, or when another user owns it (that user could swap the credential or the collector URL
 //! in it); root may own it, since root can read and replace it anyway.
 //!
@@ -23,12 +25,14 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use crate::client_cert::ClientIdentity;
 use crate::pin::Pin;
 
 const HOST_ID_FILE: &str = "host_id";
 const ENROLLMENT_FILE: &str = "enrollment.json";
 const COLLECTOR_CA_FILE: &str = "collector-ca.pem";
 const COLLECTOR_PINS_FILE: &str = "collector-pins";
+const CLIENT_IDENTITY_FILE: &str = "client-identity.pem";
 
 /// Why a secret file is refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -76,11 +80,16 @@ pub enum StateError {
     #[error("not enrolled: run `callhome-agent enroll` (no {})", path.display())]
     NotEnrolled { path: PathBuf },
     #[error(
-        "{} is {exposure}; it holds the agent credential: {}",
+        "{} is {exposure}; it holds the agent {holds}: {}",
         path.display(),
         exposure.fix(path)
     )]
-    Exposed { path: PathBuf, exposure: Exposure },
+    Exposed {
+        path: PathBuf,
+        exposure: Exposure,
+        /// What the file holds: "credential", "client certificate's private key".
+        holds: &'static str,
+    },
     #[error("{}: {message}", path.display())]
     Corrupt { path: PathBuf, message: String },
     #[error("{}: {error}", path.display())]
@@ -214,7 +223,11 @@ impl StateDir {
             Err(e) => return Err(io_err(&path)(e)),
         };
         if let Some(exposure) = check_private(&file).map_err(io_err(&path))? {
-            return Err(StateError::Exposed { path, exposure });
+            return Err(StateError::Exposed {
+                path,
+                exposure,
+                holds: "credential",
+            });
         }
         serde_json::from_reader(io::BufReader::new(file)).map_err(|e| StateError::Corrupt {
             path: path.clone(),
@@ -258,6 +271,49 @@ impl StateDir {
         }
         let text: String = pins.iter().map(|p| format!("{p}\n")).collect();
         write_atomic(&path, text.as_bytes(), 0o644)
+    }
+
+    pub fn client_identity_path(&self) -> PathBuf {
+        self.path.join(CLIENT_IDENTITY_FILE)
+    }
+
+    /// Keeps the client certificate and its key (mode 0600), or removes a stale file when the
+    /// collector issued none.
+    pub fn save_client_identity(&self, pem: Option<&str>) -> Result<(), StateError> {
+        self.ensure_dir()?;
+        let path = self.client_identity_path();
+        match pem {
+            Some(pem) => write_atomic(&path, pem.as_bytes(), 0o600),
+            None => match fs::remove_file(&path) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => Err(io_err(&path)(e)),
+                _ => Ok(()),
+            },
+        }
+    }
+
+    /// The client certificate and key; `None` when there is none.
+    pub fn client_identity(&self) -> Result<Option<ClientIdentity>, StateError> {
+        let path = self.client_identity_path();
+        let mut file = match File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io_err(&path)(e)),
+        };
+        if let Some(exposure) = check_private(&file).map_err(io_err(&path))? {
+            return Err(StateError::Exposed {
+                path,
+                exposure,
+                holds: "client certificate's private key",
+            });
+        }
+        let mut text = String::new();
+        io::Read::read_to_string(&mut file, &mut text).map_err(io_err(&path))?;
+        ClientIdentity::from_pem(&text)
+            .map(Some)
+            .map_err(|e| StateError::Corrupt {
+                path: path.clone(),
+                message: format!("{e}; delete it and run `callhome-agent enroll` again"),
+            })
     }
 
     /// The pins saved at enrollment; none when the file is absent.
@@ -367,6 +423,48 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names.len(), 2, "{names:?}");
+    }
+
+    /// A certificate for a fresh key from a throwaway CA, as the identity file holds them.
+    fn identity_pem() -> String {
+        let pending = crate::client_cert::PendingKey::generate(Uuid::from_u128(3)).unwrap();
+        let ca_key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let issuer = rcgen::Issuer::new(rcgen::CertificateParams::default(), &ca_key);
+        let csr = rcgen::CertificateSigningRequestParams::from_pem(pending.csr_pem()).unwrap();
+        let cert = rcgen::CertificateParams::default()
+            .signed_by(&csr.public_key, &issuer)
+            .unwrap();
+        pending.complete(&cert.pem()).unwrap().1
+    }
+
+    #[test]
+    fn client_identity_is_kept_0600_refused_when_exposed_and_removable() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateDir::new(dir.path());
+        assert!(state.client_identity().unwrap().is_none());
+        let pem = identity_pem();
+        state.save_client_identity(Some(&pem)).unwrap();
+        let path = state.client_identity_path();
+        assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        let identity = state.client_identity().unwrap().unwrap();
+        assert_eq!(identity.chain.len(), 1);
+
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o640)).unwrap();
+        let err = state.client_identity().unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.contains("client certificate's private key") && msg.contains("chmod 600"),
+            "{msg}"
+        );
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
+
+        fs::write(&path, "garbage").unwrap();
+        let err = state.client_identity().unwrap_err();
+        assert!(matches!(err, StateError::Corrupt { .. }), "{err}");
+
+        state.save_client_identity(None).unwrap();
+        assert!(!path.exists());
+        state.save_client_identity(None).unwrap();
     }
 
     #[test]

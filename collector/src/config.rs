@@ -7,6 +7,11 @@
 //! [tls]                            # both or neither; neither = self-signed cert in DATA_DIR/tls/
 //! cert_file = "/etc/callhome/tls/cert.pem"   # PEM chain, leaf first; relative paths are relative
 //! key_file = "/etc/callhome/tls/key.pem"     # to the config file's directory
+//! client_auth = "off"              # "required": agents present a client certificate from the agent
+//!                                  # CA (DATA_DIR/agent-ca) bound to their credential's host, org
+//!                                  # and environment (mutual TLS); enrollment and the console need none
+//! client_cert_validity_secs = 7776000  # 90 days: client certificates the agent CA signs; agents
+//!                                  # renew when less than a third is left
 //!
 //! [limits]
 //! max_body_bytes = 4194304         # 4 MiB: request body as sent (compressed)
@@ -207,11 +212,52 @@ impl Default for WebhookConfig {
     }
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TlsConfig {
     pub cert_file: Option<PathBuf>,
     pub key_file: Option<PathBuf>,
+    pub client_auth: ClientAuth,
+    pub client_cert_validity_secs: u64,
+}
+
+/// Client certificates issued for 90 days: short enough that a stolen key does not last, long enough
+/// that a host offline for weeks still renews.
+pub const DEFAULT_CLIENT_CERT_VALIDITY_SECS: u64 = 90 * 86_400;
+/// Longest client certificate validity accepted: 398 days, the CA/Browser Forum's cap for TLS
+/// certificates.
+const MAX_CLIENT_CERT_VALIDITY_SECS: u64 = 398 * 86_400;
+/// Shortest: a certificate must outlive the request that fetched it.
+const MIN_CLIENT_CERT_VALIDITY_SECS: u64 = 60;
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        TlsConfig {
+            cert_file: None,
+            key_file: None,
+            client_auth: ClientAuth::Off,
+            client_cert_validity_secs: DEFAULT_CLIENT_CERT_VALIDITY_SECS,
+        }
+    }
+}
+
+impl TlsConfig {
+    pub fn client_cert_validity(&self) -> time::Duration {
+        time::Duration::seconds(i64::try_from(self.client_cert_validity_secs).unwrap_or(i64::MAX))
+    }
+}
+
+/// `[tls] client_auth`: whether the agent routes need a client certificate (mutual TLS).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientAuth {
+    /// No client certificate is asked for. Agents that send a CSR still get certificates, so that
+    /// `required` can be turned on later without enrolling them again.
+    #[default]
+    Off,
+    /// The TLS handshake asks for a certificate and verifies any presented against the agent CA; the
+    /// snapshot and renewal routes refuse a request without one, or with one bound to another host.
+    Required,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -345,6 +391,13 @@ impl Config {
             (Some(_), None) => problems.push("tls.cert_file is set but tls.key_file is not".to_owned()),
             (None, Some(_)) => problems.push("tls.key_file is set but tls.cert_file is not".to_owned()),
             _ => {}
+        }
+        let validity = self.tls.client_cert_validity_secs;
+        if !(MIN_CLIENT_CERT_VALIDITY_SECS..=MAX_CLIENT_CERT_VALIDITY_SECS).contains(&validity) {
+            problems.push(format!(
+                "tls.client_cert_validity_secs must be {MIN_CLIENT_CERT_VALIDITY_SECS} to \
+                 {MAX_CLIENT_CERT_VALIDITY_SECS} (398 days)"
+            ));
         }
         let l = &self.limits;
         for (key, value) in [
@@ -511,6 +564,28 @@ mod tests {
         let c = Config::parse("[tls]\ncert_file = \"c.pem\"\n[limits]\nmax_body_bytes = 0\n").unwrap();
         let problems = c.validate().unwrap_err();
         assert_eq!(problems.len(), 2, "{problems:?}");
+    }
+
+    #[test]
+    fn client_auth_and_certificate_validity() {
+        let c = Config::parse("").unwrap();
+        assert_eq!(c.tls.client_auth, ClientAuth::Off);
+        assert_eq!(c.tls.client_cert_validity(), time::Duration::days(90));
+        let c =
+            Config::parse("[tls]\nclient_auth = \"required\"\nclient_cert_validity_secs = 120\n").unwrap();
+        assert_eq!(c.tls.client_auth, ClientAuth::Required);
+        assert_eq!(c.tls.client_cert_validity(), time::Duration::minutes(2));
+        c.validate().unwrap();
+        let err = Config::parse("[tls]\nclient_auth = \"optional\"\n").unwrap_err();
+        assert!(err.contains("client_auth") || err.contains("optional"), "{err}");
+        for bad in ["59", "34387201"] {
+            let c = Config::parse(&format!("[tls]\nclient_cert_validity_secs = {bad}\n")).unwrap();
+            let problems = c.validate().unwrap_err();
+            assert!(
+                problems[0].contains("tls.client_cert_validity_secs"),
+                "{problems:?}"
+            );
+        }
     }
 
     #[test]

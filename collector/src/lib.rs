@@ -16,6 +16,7 @@
 //! - Tokens and credentials are stored only as SHA-256 hashes and never logged.
 
 pub mod account_cmd;
+pub mod agent_ca;
 pub mod audit_cmd;
 pub mod capacity;
 pub mod cli;

@@ -27,7 +27,8 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
-use crate::config::{Config, Limits};
+use crate::agent_ca::{AgentCa, PeerCertificate};
+use crate::config::{ClientAuth, Config, Limits};
 use crate::http::{AppState, app};
 use crate::store::Store;
 use crate::tls;
@@ -41,7 +42,11 @@ pub async fn serve(config: Config, data_dir: &Path) -> anyhow::Result<()> {
     let store = Store::open_configured(data_dir, config.database_url.as_deref())
         .context("cannot open the database")?;
     let identity = tls::load_or_generate(&config.tls, data_dir).context("cannot set up TLS")?;
-    let tls_config = tls::server_config(&identity).context("cannot set up TLS")?;
+    let (agent_ca, ca_created) =
+        AgentCa::load_or_create(data_dir).context("cannot set up the agent CA (mutual TLS)")?;
+    let mutual = config.tls.client_auth == ClientAuth::Required;
+    let tls_config =
+        tls::server_config(&identity, mutual.then_some(&agent_ca)).context("cannot set up TLS")?;
     let listener = TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
@@ -59,8 +64,20 @@ pub async fn serve(config: Config, data_dir: &Path) -> anyhow::Result<()> {
         location => tracing::info!("PostgreSQL at {location}"),
     }
     tracing::info!("{}", identity.describe());
+    tracing::info!(
+        "{} agent CA {} (SHA-256 fingerprint {}); client certificates {}",
+        if ca_created { "made" } else { "using" },
+        agent_ca.cert_path().display(),
+        agent_ca.fingerprint(),
+        if mutual {
+            "required"
+        } else {
+            "issued, not required"
+        }
+    );
     let state = AppState::new(store.clone(), config.limits)
         .with_console(config.console)
+        .with_agent_ca(std::sync::Arc::new(agent_ca), &config.tls)
         .with_metrics(&config.metrics)?;
     let shutdown = shutdown_signal()?;
     let (background_stop, background_stop_rx) = watch::channel(false);
@@ -257,11 +274,25 @@ async fn connection(
             return;
         }
     };
-    // The peer's address, for the sign-in lock-out per address (`http::auth::client_ip`).
+    // The client certificate, verified by rustls against the agent CA, read once per connection.
+    let client_cert = tls
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(<[_]>::first)
+        .map(|leaf| std::sync::Arc::new(PeerCertificate::parse(leaf)));
+    if let Some(cert) = &client_cert {
+        tracing::debug!(%peer, binding = ?cert.binding, "client certificate presented");
+    }
+    // The peer's address, for the sign-in lock-out per address (`http::auth::client_ip`), and its
+    // certificate, for the agent routes (`http::agent_cert`).
     let service = TowerToHyperService::new(tower::ServiceExt::map_request(
         router,
         move |mut request: http::Request<hyper::body::Incoming>| {
             request.extensions_mut().insert(axum::extract::ConnectInfo(peer));
+            if let Some(cert) = &client_cert {
+                request.extensions_mut().insert(std::sync::Arc::clone(cert));
+            }
             request
         },
     ));

@@ -11,6 +11,11 @@
 //! form). The collector logs it at start beside the fingerprint, and `callhome-collector tls pin`
 //! prints it alone. It survives a renewal that keeps the key; a new key needs the agents' pins updated
 //! first (they accept a list, so the old and the new key can both be pinned during the change).
+//!
+//! Mutual TLS (`[tls] client_auth = "required"`): the handshake asks for a client certificate and
+//! verifies one presented against the agent CA ([`crate::agent_ca`]); a client that presents none
+//! still connects (enrollment and the browser console carry none), and the agent routes refuse its
+//! requests. A certificate from another CA, or an expired one, fails the handshake.
 
 use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -23,6 +28,7 @@ use rustls::ServerConfig;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
+use crate::agent_ca::AgentCa;
 use crate::config::TlsConfig;
 
 /// Validity of a generated certificate.
@@ -52,6 +58,8 @@ pub enum TlsError {
          cert_file and key_file"
     )]
     NotGenerated { dir: PathBuf },
+    #[error(transparent)]
+    AgentCa(#[from] crate::agent_ca::AgentCaError),
 }
 
 /// `callhome-collector tls ...`.
@@ -63,6 +71,11 @@ pub enum TlsCommand {
     /// `collector.pin_sha256`. Reads the configured certificate, or the one generated in
     /// DATA_DIR/tls; makes none.
     Pin,
+    /// Print where the agent CA's certificate is and its SHA-256 fingerprint.
+    ///
+    /// The agent CA signs the client certificates agents present when `[tls] client_auth =
+    /// "required"`; `serve` makes it in DATA_DIR/agent-ca on its first start. Makes none.
+    AgentCa,
 }
 
 /// Runs a `tls` subcommand.
@@ -71,6 +84,13 @@ pub fn command(cmd: &TlsCommand, config: &TlsConfig, data_dir: &Path) -> Result<
         TlsCommand::Pin => {
             let identity = load_existing(config, data_dir)?;
             println!("{}", identity.public_key_pin()?);
+            Ok(())
+        }
+        TlsCommand::AgentCa => {
+            let ca = AgentCa::load(data_dir)?;
+            let path = std::path::absolute(ca.cert_path()).unwrap_or_else(|_| ca.cert_path().to_owned());
+            println!("{}", path.display());
+            println!("SHA-256 fingerprint {}", ca.fingerprint());
             Ok(())
         }
     }
@@ -347,13 +367,33 @@ fn warn_if_key_readable_by_others(key: &Path) {
     let _ = key;
 }
 
-/// rustls on ring, TLS 1.2 and 1.3 only, HTTP/1.1 by ALPN.
-pub fn server_config(identity: &TlsIdentity) -> Result<Arc<ServerConfig>, TlsError> {
+/// rustls on ring, TLS 1.2 and 1.3 only, HTTP/1.1 by ALPN. With `client_ca`, client certificates
+/// are asked for and verified against it, but not required (see the module note).
+pub fn server_config(
+    identity: &TlsIdentity,
+    client_ca: Option<&AgentCa>,
+) -> Result<Arc<ServerConfig>, TlsError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = ServerConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
-        .with_no_client_auth()
-        .with_single_cert(identity.chain.clone(), identity.key.clone_key())?;
+    let builder = ServerConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?;
+    let builder = match client_ca {
+        None => builder.with_no_client_auth(),
+        Some(ca) => {
+            let mut roots = rustls::RootCertStore::empty();
+            roots.add(ca.cert_der().clone())?;
+            let verifier =
+                rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+                    .allow_unauthenticated()
+                    .build()
+                    .map_err(|e| rustls::Error::General(format!("client certificate verifier: {e}")))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    let mut config = builder.with_single_cert(identity.chain.clone(), identity.key.clone_key())?;
+    // The server's order (ring's: AES-256-GCM, AES-128-GCM, ChaCha20-Poly1305), not the client's:
+    // every suite offered is AEAD with forward secrecy, but testssl.sh flags a server without an
+    // order of its own (docs/tls.md).
+    config.ignore_client_order = true;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }
@@ -385,7 +425,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let identity = load_or_generate(&TlsConfig::default(), dir.path()).unwrap();
         assert_eq!(identity.origin, CertOrigin::Generated);
-        let server = tokio_rustls::TlsAcceptor::from(server_config(&identity).unwrap());
+        let server = tokio_rustls::TlsAcceptor::from(server_config(&identity, None).unwrap());
         let connector = client_trusting(&identity.cert_path);
         for name in ["localhost", "127.0.0.1", "::1"] {
             let (client_io, server_io) = tokio::io::duplex(64 * 1024);
@@ -454,6 +494,144 @@ mod tests {
         );
     }
 
+    /// The server picks the suite in its own order: a client that lists ChaCha20 first still gets
+    /// AES-256-GCM, on TLS 1.3 and on TLS 1.2.
+    #[tokio::test]
+    async fn the_server_orders_the_cipher_suites() {
+        use rustls::crypto::ring::cipher_suite as cs;
+        let dir = tempfile::tempdir().unwrap();
+        let identity = load_or_generate(&TlsConfig::default(), dir.path()).unwrap();
+        let server = tokio_rustls::TlsAcceptor::from(server_config(&identity, None).unwrap());
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(identity.chain[0].clone()).unwrap();
+        let cases = [
+            (
+                &rustls::version::TLS13,
+                vec![cs::TLS13_CHACHA20_POLY1305_SHA256, cs::TLS13_AES_256_GCM_SHA384],
+                cs::TLS13_AES_256_GCM_SHA384,
+            ),
+            (
+                &rustls::version::TLS12,
+                vec![
+                    cs::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+                    cs::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+                    cs::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+                ],
+                cs::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+            ),
+        ];
+        for (version, client_order, expected) in cases {
+            let provider = rustls::crypto::CryptoProvider {
+                cipher_suites: client_order,
+                ..rustls::crypto::ring::default_provider()
+            };
+            let config = rustls::ClientConfig::builder_with_provider(Arc::new(provider))
+                .with_protocol_versions(&[version])
+                .unwrap()
+                .with_root_certificates(roots.clone())
+                .with_no_client_auth();
+            let (client_io, server_io) = tokio::io::duplex(64 * 1024);
+            let server = server.clone();
+            let serve = tokio::spawn(async move {
+                let tls = server.accept(server_io).await.unwrap();
+                tls.get_ref().1.negotiated_cipher_suite().unwrap().suite()
+            });
+            let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+            let tls = connector
+                .connect(ServerName::try_from("localhost").unwrap(), client_io)
+                .await
+                .unwrap();
+            let negotiated = tls.get_ref().1.negotiated_cipher_suite().unwrap().suite();
+            assert_eq!(negotiated, expected.suite(), "{version:?}");
+            assert_eq!(serve.await.unwrap(), expected.suite());
+        }
+    }
+
+    /// A client certificate signed by the agent CA for a CSR, as the agent gets one.
+    fn client_identity(ca: &AgentCa) -> (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>) {
+        let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let csr = CertificateParams::default().serialize_request(&key).unwrap();
+        let csr = crate::agent_ca::Csr::parse(&csr.pem().unwrap()).unwrap();
+        let binding = crate::agent_ca::Binding {
+            host_id: uuid::Uuid::from_u128(9),
+            org: "ACME".to_owned(),
+            environment: "prod".to_owned(),
+        };
+        let issued = ca
+            .issue(
+                &csr,
+                &binding,
+                time::Duration::days(1),
+                time::OffsetDateTime::now_utc(),
+            )
+            .unwrap();
+        let cert = CertificateDer::from_pem_slice(issued.pem.as_bytes()).unwrap();
+        let key = PrivateKeyDer::from_pem_slice(key.serialize_pem().as_bytes()).unwrap();
+        (vec![cert], key)
+    }
+
+    /// Mutual TLS: a certificate from the agent CA is accepted and reaches the server; no certificate
+    /// is accepted too (enrollment, the console); one from another CA fails the handshake.
+    #[tokio::test]
+    async fn client_certificates_are_verified_against_the_agent_ca_but_optional() {
+        let dir = tempfile::tempdir().unwrap();
+        let identity = load_or_generate(&TlsConfig::default(), dir.path()).unwrap();
+        let (ca, _) = AgentCa::load_or_create(dir.path()).unwrap();
+        let other = tempfile::tempdir().unwrap();
+        let (other_ca, _) = AgentCa::load_or_create(other.path()).unwrap();
+        let server = tokio_rustls::TlsAcceptor::from(server_config(&identity, Some(&ca)).unwrap());
+
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(identity.chain[0].clone()).unwrap();
+        let builder = || {
+            rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_root_certificates(roots.clone())
+        };
+        let (chain, key) = client_identity(&ca);
+        let ours = builder().with_client_auth_cert(chain.clone(), key).unwrap();
+        let (other_chain, other_key) = client_identity(&other_ca);
+        let theirs = builder().with_client_auth_cert(other_chain, other_key).unwrap();
+        let none = builder().with_no_client_auth();
+
+        for (config, expect_peer) in [(ours, Some(chain[0].clone())), (none, None)] {
+            let (client_io, server_io) = tokio::io::duplex(64 * 1024);
+            let server = server.clone();
+            let serve = tokio::spawn(async move {
+                let mut tls = server.accept(server_io).await.unwrap();
+                let mut buf = [0u8; 4];
+                tls.read_exact(&mut buf).await.unwrap();
+                let peer = tls.get_ref().1.peer_certificates().map(|c| c[0].clone());
+                tls.write_all(b"pong").await.unwrap();
+                tls.shutdown().await.unwrap();
+                peer
+            });
+            let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+            let name = ServerName::try_from("localhost").unwrap();
+            let mut tls = connector.connect(name, client_io).await.unwrap();
+            tls.write_all(b"ping").await.unwrap();
+            let mut buf = [0u8; 4];
+            tls.read_exact(&mut buf).await.unwrap();
+            assert_eq!(serve.await.unwrap(), expect_peer);
+        }
+
+        let (client_io, server_io) = tokio::io::duplex(64 * 1024);
+        let serve = tokio::spawn(async move { server.accept(server_io).await.map(|_| ()) });
+        let connector = tokio_rustls::TlsConnector::from(Arc::new(theirs));
+        let name = ServerName::try_from("localhost").unwrap();
+        // TLS 1.3: the client learns of the refusal on its first read.
+        let client = async {
+            let mut tls = connector.connect(name, client_io).await?;
+            tls.write_all(b"ping").await?;
+            let mut buf = [0u8; 4];
+            tls.read_exact(&mut buf).await.map(|_| ())
+        };
+        assert!(client.await.is_err());
+        let err = serve.await.unwrap().unwrap_err();
+        assert!(err.to_string().contains("UnknownIssuer"), "{err}");
+    }
+
     #[test]
     fn a_key_that_is_not_the_certificates_gives_no_pin() {
         let dir = tempfile::tempdir().unwrap();
@@ -464,6 +642,7 @@ mod tests {
         let config = TlsConfig {
             cert_file: Some(cert),
             key_file: Some(other_key),
+            ..TlsConfig::default()
         };
         let identity = load_existing(&config, dir.path()).unwrap();
         assert!(identity.public_key_pin().is_err());
@@ -477,10 +656,11 @@ mod tests {
         let config = TlsConfig {
             cert_file: Some(cert.clone()),
             key_file: Some(key.clone()),
+            ..TlsConfig::default()
         };
         let identity = load_or_generate(&config, dir.path()).unwrap();
         assert_eq!(identity.origin, CertOrigin::Configured);
-        server_config(&identity).unwrap();
+        server_config(&identity, None).unwrap();
 
         let data = tempfile::tempdir().unwrap();
         let (default_cert, _) = default_paths(data.path());

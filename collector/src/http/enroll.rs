@@ -1,13 +1,15 @@
-//! `POST /v1/enroll`: trade an enrollment token for an agent credential.
+//! `POST /v1/enroll`: trade an enrollment token for an agent credential, and a CSR for a client
+//! certificate bound to the host, org and environment enrolled (`agent_cert`).
 
 use axum::Json;
 use axum::body::Body;
 use axum::extract::State;
-use callhome_shared::api::{ENROLLMENT_TOKEN_PREFIX, EnrollRequest, EnrollResponse};
+use callhome_shared::api::{ENROLLMENT_TOKEN_PREFIX, EnrollBody, EnrollRequest, EnrollResponse};
 use http::StatusCode;
 use time::OffsetDateTime;
 
-use super::{AppError, AppState};
+use super::{AppError, AppState, agent_cert};
+use crate::agent_ca::Binding;
 use crate::ingest;
 
 /// Longest hostname or agent version accepted (the snapshot schema's limit for names).
@@ -20,12 +22,34 @@ pub async fn enroll(
 ) -> Result<(StatusCode, Json<EnrollResponse>), AppError> {
     ingest::check_json_content_type(&headers)?;
     let bytes = ingest::read_limited(body, state.max_enroll_body_bytes()).await?;
-    let request: EnrollRequest = serde_json::from_slice(&bytes)
+    let body: EnrollBody = serde_json::from_slice(&bytes)
         .map_err(|e| AppError::MalformedJson(format!("invalid enrollment request: {e}")))?;
+    let (request, csr) = body.split();
     validate(&request)?;
-    let enrolled = state.store.enroll(request, OffsetDateTime::now_utc()).await?;
+    // The CSR is checked before the enrollment is stored: a bad one must not cost a credential.
+    let csr = csr.as_deref().map(agent_cert::parse_csr).transpose()?;
+    if csr.is_none() && state.agent_certs.required() {
+        return Err(AppError::InvalidRequest(
+            "this collector requires client certificates (mutual TLS) and the enrollment carries no \
+             CSR: upgrade the agent"
+                .to_owned(),
+        ));
+    }
+    let now = OffsetDateTime::now_utc();
+    let enrolled = state.store.enroll(request, now).await?;
     tracing::info!(host_id = %enrolled.host_id, org = %enrolled.org, environment = %enrolled.environment,
         tier = %enrolled.tier, "host enrolled");
+    let client_certificate = match &csr {
+        Some(csr) => {
+            let binding = Binding {
+                host_id: enrolled.host_id,
+                org: enrolled.org.clone(),
+                environment: enrolled.environment.clone(),
+            };
+            state.agent_certs.issue(csr, &binding, now)?
+        }
+        None => None,
+    };
     Ok((
         StatusCode::CREATED,
         Json(EnrollResponse {
@@ -33,6 +57,7 @@ pub async fn enroll(
             host_id: enrolled.host_id,
             org: enrolled.org,
             environment: enrolled.environment,
+            client_certificate,
         }),
     ))
 }

@@ -42,6 +42,15 @@ pub enum AppError {
     ContractLapsed { org: String },
     #[error("{0}")]
     HostMismatch(String),
+    /// Mutual TLS is required and the connection presented no client certificate.
+    #[error("{0}")]
+    ClientCertificateRequired(String),
+    /// The client certificate expired while the connection was open.
+    #[error("{0}")]
+    ClientCertificateExpired(String),
+    /// The client certificate is bound to another host, org or environment than the credential.
+    #[error("{0}")]
+    ClientCertificateMismatch(String),
     #[error("{0}")]
     HostEnrolledElsewhere(String),
     #[error("{0}")]
@@ -89,10 +98,13 @@ impl AppError {
             MalformedJson(_) | InvalidSnapshot(_) | InvalidRequest(_) | CorruptEncoding(_) => {
                 StatusCode::BAD_REQUEST
             }
-            UnknownCredential(_) | UnknownToken | TokenExpired(_) | TokenRevoked(_) => {
-                StatusCode::UNAUTHORIZED
-            }
-            ContractLapsed { .. } | HostMismatch(_) => StatusCode::FORBIDDEN,
+            UnknownCredential(_)
+            | UnknownToken
+            | TokenExpired(_)
+            | TokenRevoked(_)
+            | ClientCertificateRequired(_)
+            | ClientCertificateExpired(_) => StatusCode::UNAUTHORIZED,
+            ContractLapsed { .. } | HostMismatch(_) | ClientCertificateMismatch(_) => StatusCode::FORBIDDEN,
             NotFound => StatusCode::NOT_FOUND,
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
@@ -120,6 +132,9 @@ impl AppError {
             TokenRevoked(_) => "token_revoked",
             ContractLapsed { .. } => "contract_lapsed",
             HostMismatch(_) => "host_mismatch",
+            ClientCertificateRequired(_) => "client_certificate_required",
+            ClientCertificateExpired(_) => "client_certificate_expired",
+            ClientCertificateMismatch(_) => "client_certificate_mismatch",
             HostEnrolledElsewhere(_) => "host_enrolled_elsewhere",
             BodyTooLarge(_) => "body_too_large",
             DecompressedTooLarge(_) => "decompressed_too_large",

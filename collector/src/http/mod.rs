@@ -3,6 +3,7 @@
 //! drive it with `oneshot`, without a socket.
 
 pub mod admission;
+pub mod agent_cert;
 pub mod api;
 pub mod auth;
 pub mod console;
@@ -42,6 +43,8 @@ pub struct AppState {
     pub ip_limiter: Arc<ratelimit::RateLimiter<std::net::IpAddr>>,
     /// `/metrics`: the counters and who may read them (`[metrics]`, see `with_metrics`).
     pub metrics: Arc<metrics::MetricsState>,
+    /// Client certificates: the agent CA, and whether agent routes require them (`with_agent_ca`).
+    pub agent_certs: agent_cert::AgentCertificates,
 }
 
 impl AppState {
@@ -62,6 +65,7 @@ impl AppState {
                 RATE_LIMIT_KEYS,
             )),
             metrics: Arc::new(metrics::MetricsState::default()),
+            agent_certs: agent_cert::AgentCertificates::default(),
         }
     }
 

@@ -5,9 +5,11 @@
 //! read within `max_body_bytes`, decompressed within `max_decompressed_bytes`, then decoded, and the
 //! answer is sent only after the store has committed.
 
-use axum::Json;
+use std::sync::Arc;
+
 use axum::body::Body;
 use axum::extract::State;
+use axum::{Extension, Json};
 use callhome_shared::api::{AGENT_CREDENTIAL_PREFIX, IngestStatus, SENT_AT_HEADER, SnapshotAccepted};
 use callhome_shared::decode_snapshot;
 use http::header::AUTHORIZATION;
@@ -15,16 +17,18 @@ use http::{HeaderMap, StatusCode};
 use time::OffsetDateTime;
 
 use super::{AppError, AppState};
+use crate::agent_ca::PeerCertificate;
 use crate::ingest::{self, ContentEncoding};
 use crate::store::{AgentIdentity, Authentication, Inserted, Judged, NewSnapshot};
 
 pub async fn post_snapshot(
     State(state): State<AppState>,
+    peer: Option<Extension<Arc<PeerCertificate>>>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<(StatusCode, Json<SnapshotAccepted>), AppError> {
     let started = std::time::Instant::now();
-    let answer = receive(&state, headers, body).await;
+    let answer = receive(&state, peer, headers, body).await;
     state
         .metrics
         .counters
@@ -43,11 +47,18 @@ fn outcome(answer: &Result<(StatusCode, Json<SnapshotAccepted>), AppError>) -> c
 
 async fn receive(
     state: &AppState,
+    peer: Option<Extension<Arc<PeerCertificate>>>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<(StatusCode, Json<SnapshotAccepted>), AppError> {
-    // (a) who is calling, and may their org send at all
+    // (a) who is calling (credential, and the client certificate under mutual TLS), and may their
+    // org send at all
     let agent = authenticate(state, &headers).await?;
+    state.agent_certs.check(
+        peer.as_ref().map(|Extension(p)| p.as_ref()),
+        &agent,
+        OffsetDateTime::now_utc(),
+    )?;
     if agent.tier.is_none() {
         return Err(AppError::ContractLapsed { org: agent.org });
     }
@@ -121,7 +132,8 @@ async fn receive(
     ))
 }
 
-async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<AgentIdentity, AppError> {
+/// The agent whose bearer credential the request carries.
+pub(super) async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<AgentIdentity, AppError> {
     let credential = bearer(headers).ok_or_else(|| {
         AppError::UnknownCredential("missing `Authorization: Bearer <credential>` header".to_owned())
     })?;

@@ -27,13 +27,13 @@ use axum::handler::Handler;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodFilter, MethodRouter, on};
-use callhome_shared::api::{ENROLL_PATH, SNAPSHOTS_PATH};
+use callhome_shared::api::{CERTIFICATE_PATH, ENROLL_PATH, SNAPSHOTS_PATH};
 use http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use http::{HeaderValue, Method};
 use serde::de::DeserializeOwned;
 
 use super::auth::{AuthRejection, Principal};
-use super::{AppError, AppState, auth, enroll, health, snapshots};
+use super::{AppError, AppState, agent_cert, auth, enroll, health, snapshots};
 use crate::store::StoreError;
 
 /// The header a cookie-authenticated write carries its CSRF token in.
@@ -85,6 +85,7 @@ pub fn table() -> Vec<ApiRoute> {
         route(M::GET, openapi::PATH, Public, openapi::serve),
         route(M::POST, ENROLL_PATH, Agent, enroll::enroll),
         route(M::POST, SNAPSHOTS_PATH, Agent, snapshots::post_snapshot),
+        route(M::POST, CERTIFICATE_PATH, Agent, agent_cert::renew),
         route(M::GET, "/v1/me", Tam, auth::me),
         route(M::GET, "/v1/orgs", Tam, orgs::list),
         route(M::GET, "/v1/orgs/{org}", Tam, orgs::detail),

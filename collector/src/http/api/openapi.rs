@@ -56,6 +56,14 @@ fn object(props: Vec<(&str, Value)>) -> Value {
     json!({"type": "object", "required": required, "properties": properties})
 }
 
+/// `base` with more properties that may be absent.
+fn optional(mut base: Value, props: Vec<(&str, Value)>) -> Value {
+    if let Some(properties) = base["properties"].as_object_mut() {
+        properties.extend(props.into_iter().map(|(k, v)| (k.to_owned(), v)));
+    }
+    base
+}
+
 fn named(pairs: Vec<(&str, Value)>) -> Value {
     Value::Object(pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())
 }
@@ -127,25 +135,54 @@ fn schemas() -> Value {
         ("Health", object(vec![("status", string())])),
         (
             "EnrollRequest",
-            object(vec![
-                ("token", string()),
-                ("host_id", json!({"type": "string", "format": "uuid"})),
-                ("hostname", string()),
-                (
-                    "role",
-                    json!({"type": "string", "enum": ["vda", "controller", "other"]}),
-                ),
-                ("agent_version", string()),
-            ]),
+            optional(
+                object(vec![
+                    ("token", string()),
+                    ("host_id", json!({"type": "string", "format": "uuid"})),
+                    ("hostname", string()),
+                    (
+                        "role",
+                        json!({"type": "string", "enum": ["vda", "controller", "other"]}),
+                    ),
+                    ("agent_version", string()),
+                ]),
+                vec![(
+                    "csr",
+                    json!({"type": "string", "description": "PKCS#10 certificate signing request (PEM) for a key made on the host; required when the collector requires client certificates"}),
+                )],
+            ),
         ),
         (
             "EnrollResponse",
+            optional(
+                object(vec![
+                    ("credential", string()),
+                    ("host_id", json!({"type": "string", "format": "uuid"})),
+                    ("org", string()),
+                    ("environment", string()),
+                ]),
+                vec![("client_certificate", schema("ClientCertificate"))],
+            ),
+        ),
+        (
+            "ClientCertificate",
             object(vec![
-                ("credential", string()),
-                ("host_id", json!({"type": "string", "format": "uuid"})),
-                ("org", string()),
-                ("environment", string()),
+                (
+                    "certificate",
+                    json!({"type": "string", "description": "PEM; CN the host id, SAN URIs urn:callhome:host:<uuid>, urn:callhome:org:<org>, urn:callhome:env:<environment>"}),
+                ),
+                (
+                    "ca",
+                    json!({"type": "string", "description": "The agent CA's certificate, PEM"}),
+                ),
             ]),
+        ),
+        (
+            "CertificateRequest",
+            object(vec![(
+                "csr",
+                json!({"type": "string", "description": "PKCS#10 certificate signing request, PEM"}),
+            )]),
         ),
         (
             "SnapshotAccepted",
@@ -623,7 +660,7 @@ fn write_errors(mut m: Map<String, Value>) -> Map<String, Value> {
 }
 
 pub fn document() -> Value {
-    use callhome_shared::api::{ENROLL_PATH, SNAPSHOTS_PATH};
+    use callhome_shared::api::{CERTIFICATE_PATH, ENROLL_PATH, SNAPSHOTS_PATH};
     let nf = || err("NotFound");
     let bad = || err("BadRequest");
     let mut paths = Map::new();
@@ -662,7 +699,7 @@ pub fn document() -> Value {
         ENROLL_PATH,
         "post",
         json!({
-            "summary": "Agent enrollment: trades an enrollment token for the host's credential",
+            "summary": "Agent enrollment: trades an enrollment token for the host's credential, and an optional CSR (`csr`, PEM) for a client certificate",
             "security": [],
             "requestBody": {"required": true, "content": {"application/json": {"schema": schema("EnrollRequest")}}},
             "responses": {
@@ -687,12 +724,31 @@ pub fn document() -> Value {
                 "201": ok("Stored", "SnapshotAccepted"),
                 "200": ok("Already stored (a replay)", "SnapshotAccepted"),
                 "400": bad(),
-                "401": error("Unknown or revoked credential"),
-                "403": error("Wrong host, or lapsed contract"),
+                "401": error("Unknown or revoked credential; under mutual TLS, no client certificate or an expired one (client_certificate_required, client_certificate_expired)"),
+                "403": error("Wrong host, or lapsed contract; under mutual TLS, a client certificate bound to another host, org or environment (client_certificate_mismatch)"),
                 "413": error("Too large, before or after decompression"),
                 "415": error("Unknown content encoding or type"),
                 "422": error("Unsupported schema version"),
                 "429": error("Too many snapshots in flight; retry after Retry-After"),
+                "503": err("Unavailable")
+            }
+        }),
+    );
+    add(
+        CERTIFICATE_PATH,
+        "post",
+        json!({
+            "summary": "Client certificate renewal (mutual TLS): a CSR for a new key of the agent's host; the agent's credential as a bearer token, and its current client certificate when the collector requires one",
+            "security": [{"agent": []}],
+            "requestBody": {"required": true, "content": {"application/json": {"schema": schema("CertificateRequest")}}},
+            "responses": {
+                "200": ok("Signed, for the credential's host, org and environment", "ClientCertificate"),
+                "400": bad(),
+                "401": error("Unknown or revoked credential; no client certificate, or an expired one (client_certificate_required, client_certificate_expired)"),
+                "403": error("Client certificate bound to another host, org or environment (client_certificate_mismatch)"),
+                "404": error("This collector issues no client certificates"),
+                "413": error("Body too large"),
+                "429": error("Rate limit; retry after Retry-After"),
                 "503": err("Unavailable")
             }
         }),
