@@ -48,6 +48,8 @@ pub const DB_FILE_NAME: &str = "callhome.db";
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// zstd level for stored snapshot bodies: JSON compresses ~10x at level 3 for little CPU.
 const BODY_ZSTD_LEVEL: i32 = 3;
+/// Ingest writers per replica on PostgreSQL (see `Store::submit`).
+const PG_WRITERS: usize = 4;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -376,7 +378,7 @@ impl std::fmt::Debug for Location {
 pub struct Store {
     conn: Arc<Mutex<Connection>>,
     location: Location,
-    ingest: Arc<Mutex<Option<writer::Writer>>>,
+    ingest: Arc<Mutex<Vec<writer::Writer>>>,
     group_stats: Arc<Mutex<writer::GroupStats>>,
 }
 
@@ -385,7 +387,7 @@ impl Store {
         Store {
             conn: Arc::new(Mutex::new(conn)),
             location,
-            ingest: Arc::new(Mutex::new(None)),
+            ingest: Arc::new(Mutex::new(Vec::new())),
             group_stats: Arc::new(Mutex::new(writer::GroupStats::default())),
         }
     }
@@ -395,31 +397,38 @@ impl Store {
         *self.group_stats.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Queues a snapshot for the ingest writer, starting it when needed.
+    /// Queues a snapshot for its ingest writer, starting the writers when needed.
+    ///
+    /// SQLite: one writer, sharing the store's connection (one writer per file; the mutex orders it
+    /// with the admin writes). PostgreSQL: [`PG_WRITERS`] writers, each with a connection of its
+    /// own, since each statement waits a round trip; a host always goes to the same writer, so its
+    /// snapshots are written in the order they came and two writers never touch one host's rows.
     fn submit(&self, job: writer::Job) -> Result<(), StoreError> {
         let mut ingest = self.ingest.lock().unwrap_or_else(|p| p.into_inner());
-        if ingest.is_none() {
-            // SQLite: the writer shares the store's connection (one writer per file, and the
-            // mutex orders it with the admin writes). PostgreSQL: a connection of its own.
-            let conn = match self.location {
-                Location::Sqlite(_) => Arc::clone(&self.conn),
-                Location::Postgres(_) => Arc::new(Mutex::new(self.new_connection()?)),
+        if ingest.is_empty() {
+            let count = match self.location {
+                Location::Sqlite(_) => 1,
+                Location::Postgres(_) => PG_WRITERS,
             };
-            // The writer holds a handle without a writer, so that dropping the last user handle
-            // stops it.
-            let handle = Store {
-                conn: Arc::clone(&self.conn),
-                location: self.location.clone(),
-                ingest: Arc::new(Mutex::new(None)),
-                group_stats: Arc::clone(&self.group_stats),
-            };
-            *ingest = Some(writer::Writer::start(
-                handle,
-                conn,
-                Arc::clone(&self.group_stats),
-            )?);
+            for _ in 0..count {
+                let conn = match self.location {
+                    Location::Sqlite(_) => Arc::clone(&self.conn),
+                    Location::Postgres(_) => Arc::new(Mutex::new(self.new_connection()?)),
+                };
+                // A writer holds a handle without writers, so that dropping the last user handle
+                // stops them.
+                let handle = Store {
+                    conn: Arc::clone(&self.conn),
+                    location: self.location.clone(),
+                    ingest: Arc::new(Mutex::new(Vec::new())),
+                    group_stats: Arc::clone(&self.group_stats),
+                };
+                ingest.push(writer::Writer::start(handle, conn, Arc::clone(&self.group_stats))?);
+            }
         }
-        match ingest.as_ref() {
+        let n = ingest.len().max(1) as u128;
+        let index = usize::try_from(job.agent.host_id.as_u128() % n).unwrap_or(0);
+        match ingest.get(index) {
             Some(w) => w.submit(job),
             None => Err(StoreError::Task("no ingest writer".to_owned())),
         }
@@ -526,9 +535,9 @@ impl Store {
     pub async fn close(self, wait: Duration) -> Result<bool, StoreError> {
         let deadline = tokio::time::Instant::now() + wait;
         // The writer first: it finishes the groups queued, and its handle goes with it.
-        let writer = self.ingest.lock().unwrap_or_else(|p| p.into_inner()).take();
-        if let Some(writer) = writer {
-            tokio::task::spawn_blocking(move || writer.stop())
+        let writers = std::mem::take(&mut *self.ingest.lock().unwrap_or_else(|p| p.into_inner()));
+        if !writers.is_empty() {
+            tokio::task::spawn_blocking(move || writers.into_iter().for_each(writer::Writer::stop))
                 .await
                 .map_err(|e| StoreError::Task(e.to_string()))?;
         }
