@@ -423,7 +423,11 @@ impl Store {
                     ingest: Arc::new(Mutex::new(Vec::new())),
                     group_stats: Arc::clone(&self.group_stats),
                 };
-                ingest.push(writer::Writer::start(handle, conn, Arc::clone(&self.group_stats))?);
+                ingest.push(writer::Writer::start(
+                    handle,
+                    conn,
+                    Arc::clone(&self.group_stats),
+                )?);
             }
         }
         let n = ingest.len().max(1) as u128;
