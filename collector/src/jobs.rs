@@ -1,5 +1,7 @@
-//! The collector's background work while it serves: the periodic judgements (`store::jobs`) on a
-//! fixed interval, first right after start so a catalog upgrade re-judges at once.
+//! The collector's background work while it serves: the periodic judgements (`store::jobs`),
+//! rescoring of changed environments and retention, each once per period across all replicas
+//! (`store::coord`). A replica that starts in a period nobody has run yet runs it at once, so a
+//! catalog upgrade re-judges within one `jobs.interval_secs` at most.
 
 use std::time::Duration;
 
