@@ -12,7 +12,6 @@
 //! Several replicas behind one name must share the CA (copy the directory), as they share the
 //! database: a certificate signed by one is verified by all.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use rcgen::{
@@ -396,25 +395,10 @@ fn create_private_dir(dir: &Path) -> Result<(), AgentCaError> {
 
 /// Through a temporary file and a rename: a crash never leaves half a key.
 fn write_file(path: &Path, contents: &[u8], mode: u32) -> Result<(), AgentCaError> {
-    let err = |source| AgentCaError::Write {
+    crate::tls::write_atomic(path, contents, mode).map_err(|source| AgentCaError::Write {
         path: path.to_owned(),
         source,
-    };
-    let tmp = path.with_extension("tmp");
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(mode);
-    }
-    #[cfg(not(unix))]
-    let _ = mode;
-    let mut file = options.open(&tmp).map_err(err)?;
-    file.write_all(contents).map_err(err)?;
-    file.sync_all().map_err(err)?;
-    drop(file);
-    std::fs::rename(&tmp, path).map_err(err)
+    })
 }
 
 fn warn_if_readable_by_others(key: &Path) {

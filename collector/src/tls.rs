@@ -330,11 +330,18 @@ pub fn generate(cert_path: &Path, key_path: &Path, dns_names: &[String]) -> Resu
 
 /// Writes through a temporary file and a rename, so a crash never leaves half a key behind.
 fn write_file(path: &Path, contents: &[u8], mode: u32) -> Result<(), TlsError> {
-    let err = |source| TlsError::Write {
+    write_atomic(path, contents, mode).map_err(|source| TlsError::Write {
         path: path.to_owned(),
         source,
-    };
-    let tmp = path.with_extension("pem.tmp");
+    })
+}
+
+/// `contents` to `path` with `mode`, through `PATH.tmp`, fsynced, then renamed: a reader (or a
+/// restart after a crash) sees the old file or the new one, never half of it.
+pub(crate) fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> std::io::Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = std::path::PathBuf::from(tmp);
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create(true).truncate(true);
     #[cfg(unix)]
@@ -344,12 +351,11 @@ fn write_file(path: &Path, contents: &[u8], mode: u32) -> Result<(), TlsError> {
     }
     #[cfg(not(unix))]
     let _ = mode;
-    let mut file = options.open(&tmp).map_err(err)?;
-    file.write_all(contents).map_err(err)?;
-    file.sync_all().map_err(err)?;
+    let mut file = options.open(&tmp)?;
+    file.write_all(contents)?;
+    file.sync_all()?;
     drop(file);
-    std::fs::rename(&tmp, path).map_err(err)?;
-    Ok(())
+    std::fs::rename(&tmp, path)
 }
 
 fn warn_if_key_readable_by_others(key: &Path) {
