@@ -68,8 +68,6 @@ fn two_replicas_store_a_racing_duplicate_once_and_run_each_job_once_per_period()
     }
     let judgement_periods = per_period.keys().filter(|(name, _)| name == "judgements").count();
     assert!(judgement_periods >= 3, "judgements ran every second: {runs}");
-    let holders: std::collections::BTreeSet<&String> = per_period.values().flatten().collect();
-    assert!(!holders.is_empty());
     // The same runs, as an operator sees them.
     let listed: serde_json::Value =
         serde_json::from_str(&b.admin(&["jobs", "runs", "--name", "judgements"])).unwrap();

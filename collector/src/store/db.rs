@@ -51,27 +51,6 @@ impl Error {
             message: message.into(),
         }
     }
-
-    /// A unique or primary-key constraint refused the write (another writer got there first).
-    pub fn is_unique_violation(&self) -> bool {
-        match self {
-            Error::Sqlite(rusqlite::Error::SqliteFailure(e, _)) => {
-                e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
-                    || e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY
-            }
-            Error::Postgres(e) => e.code() == Some(&postgres::error::SqlState::UNIQUE_VIOLATION),
-            _ => false,
-        }
-    }
-
-    /// The connection itself failed (server gone, socket closed): worth reconnecting.
-    pub fn is_connection_lost(&self) -> bool {
-        match self {
-            Error::Closed => true,
-            Error::Postgres(e) => e.is_closed(),
-            _ => false,
-        }
-    }
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -262,12 +241,6 @@ fn mismatch<T>(column: usize, wanted: &str, got: &Value) -> Result<T> {
         column,
         format!("expected {wanted}, found {}", got.kind()),
     ))
-}
-
-impl FromSql for Value {
-    fn from_value(value: Value, _: usize) -> Result<Self> {
-        Ok(value)
-    }
 }
 
 impl FromSql for i64 {
@@ -520,6 +493,8 @@ enum Inner {
 /// and an answer sent back: a few microseconds next to a round trip to the server.
 struct PgConnection {
     jobs: mpsc::Sender<PgJob>,
+    /// Set by the connection's thread after each call, so that asking costs no call of its own.
+    closed: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 type PgJob = Box<dyn FnOnce(&mut PgState) + Send>;
@@ -576,13 +551,6 @@ impl Connection {
         }
     }
 
-    pub fn into_sqlite(self) -> Option<rusqlite::Connection> {
-        match self.inner {
-            Inner::Sqlite(c) => Some(c),
-            Inner::Postgres(_) => None,
-        }
-    }
-
     /// Closes the connection, reporting what SQLite's final checkpoint or PostgreSQL's goodbye says.
     pub fn close(self) -> Result<()> {
         match self.inner {
@@ -596,7 +564,7 @@ impl Connection {
     pub fn is_closed(&self) -> bool {
         match &self.inner {
             Inner::Sqlite(_) => false,
-            Inner::Postgres(pg) => pg.call(|state| Ok(state.client.is_closed())).unwrap_or(true),
+            Inner::Postgres(pg) => pg.closed.load(std::sync::atomic::Ordering::Relaxed),
         }
     }
 
@@ -721,6 +689,8 @@ impl PgConnection {
         let config = config.clone();
         let (ready_tx, ready_rx) = mpsc::sync_channel(1);
         let (jobs, jobs_rx) = mpsc::channel::<PgJob>();
+        let closed = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let closed_flag = std::sync::Arc::clone(&closed);
         std::thread::Builder::new()
             .name("postgres-conn".into())
             .spawn(move || {
@@ -739,11 +709,13 @@ impl PgConnection {
                 // Ends when the `Connection` is dropped (its sender with it); the client closes then.
                 while let Ok(job) = jobs_rx.recv() {
                     job(&mut state);
+                    closed_flag.store(state.client.is_closed(), std::sync::atomic::Ordering::Relaxed);
                 }
+                closed_flag.store(true, std::sync::atomic::Ordering::Relaxed);
             })
             .map_err(Error::Thread)?;
         ready_rx.recv().map_err(|_| Error::Closed)??;
-        Ok(PgConnection { jobs })
+        Ok(PgConnection { jobs, closed })
     }
 
     fn call<T: Send + 'static>(
@@ -854,13 +826,6 @@ impl Statement<'_> {
         F: FnOnce(&Row<'_>) -> Result<T>,
     {
         self.conn.query_row(&self.sql, params, f)
-    }
-
-    pub fn exists<P: Params>(&mut self, params: P) -> Result<bool> {
-        self.conn
-            .query_row(&self.sql, params, |_| Ok(()))
-            .optional()
-            .map(|r| r.is_some())
     }
 
     pub fn query_map<T, P, F>(&mut self, params: P, mut f: F) -> Result<MappedRows<T>>

@@ -38,9 +38,10 @@ impl Store {
         let now_ts = ts(now);
         let cutoff = ts(now - stale_after);
         self.blocking(move |conn| {
-            let tx = conn.transaction()?;
+            // No transaction: gauges a few milliseconds apart are fine, and on SQLite a transaction
+            // would take the write lock on every scrape.
             let count = |sql: &str, params: &[&dyn super::db::ToSql]| -> Result<u64, StoreError> {
-                let n: i64 = tx.query_row(sql, params, |row| row.get(0))?;
+                let n: i64 = conn.query_row(sql, params, |row| row.get(0))?;
                 Ok(u64::try_from(n).unwrap_or(0))
             };
             let gauges = Gauges {
@@ -73,7 +74,6 @@ impl Store {
                     &[],
                 )?,
             };
-            drop(tx);
             Ok(gauges)
         })
         .await

@@ -71,35 +71,42 @@ impl Store {
         settings: RetentionSettings,
     ) -> Result<RetentionReport, StoreError> {
         let mut report = RetentionReport::default();
-        let before = ts(now - time::Duration::days(i64::from(settings.snapshot_days)));
         let batch = settings.batch.max(1);
-        loop {
-            let before = before.clone();
-            let n = self
-                .blocking(move |conn| prune_snapshots(conn, &before, batch))
-                .await?;
-            report.snapshots += n as u64;
-            report.batches += 1;
-            if n < batch as usize {
-                break;
-            }
-            tokio::time::sleep(BETWEEN_BATCHES).await;
-        }
+        let before = ts(now - time::Duration::days(i64::from(settings.snapshot_days)));
+        report.snapshots = self
+            .in_batches(batch, &mut report.batches, move |conn| {
+                prune_snapshots(conn, &before, batch)
+            })
+            .await?;
         let before_day = (now - time::Duration::days(i64::from(settings.score_history_days)))
             .date()
             .to_string();
+        report.score_history = self
+            .in_batches(batch, &mut report.batches, move |conn| {
+                prune_score_history(conn, &before_day, batch)
+            })
+            .await?;
+        Ok(report)
+    }
+
+    /// Runs `delete` (one batch, its own transaction) until a batch comes back short; returns the
+    /// rows deleted.
+    async fn in_batches(
+        &self,
+        batch: u32,
+        batches: &mut u64,
+        delete: impl Fn(&Connection) -> Result<usize, StoreError> + Clone + Send + 'static,
+    ) -> Result<u64, StoreError> {
+        let mut total = 0u64;
         loop {
-            let before_day = before_day.clone();
-            let n = self
-                .blocking(move |conn| prune_score_history(conn, &before_day, batch))
-                .await?;
-            report.score_history += n as u64;
-            report.batches += 1;
+            let delete = delete.clone();
+            let n = self.blocking(move |conn| delete(conn)).await?;
+            total += n as u64;
+            *batches += 1;
             if n < batch as usize {
-                break;
+                return Ok(total);
             }
             tokio::time::sleep(BETWEEN_BATCHES).await;
         }
-        Ok(report)
     }
 }
