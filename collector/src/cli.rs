@@ -293,6 +293,15 @@ fn load_config(cli: &Cli) -> Result<Config, CliError> {
     }
 }
 
+/// Threads for blocking work (decoding and judging snapshots, database reads). Tokio's default
+/// of 512 lets a burst of posts start a thread each; on a small machine they then spend their time
+/// switching between each other rather than working. A few per core keep the cores busy while
+/// some wait on the database.
+fn blocking_threads() -> usize {
+    let cores = std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get);
+    (cores * 4).max(8)
+}
+
 pub fn run(cli: Cli) -> Result<(), CliError> {
     let now = OffsetDateTime::now_utc();
     match &cli.command {
@@ -306,6 +315,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
             }
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
+                .max_blocking_threads(blocking_threads())
                 .build()
                 .map_err(|e| CliError::Failed(e.into()))?;
             runtime.block_on(crate::server::serve(config, &cli.data_dir))?;

@@ -101,21 +101,29 @@ pub fn decompress(encoding: ContentEncoding, data: &[u8], limit: usize) -> Resul
             return Ok(data.to_vec());
         }
         ContentEncoding::Zstd => {
-            let mut decoder = zstd::stream::read::Decoder::with_buffer(data).map_err(corrupt)?;
             // Bound the window the frame may ask for (and so the decoder's memory) by the output limit:
             // a window larger than the largest acceptable output is never needed.
             let window_log = window_log_for(limit);
-            decoder.window_log_max(window_log).map_err(corrupt)?;
-            decoder.take(cap).read_to_end(&mut out).map_err(|e| {
-                let mut e = corrupt(e);
-                if let IngestError::CorruptEncoding { message, .. } = &mut e
-                    && message.contains("too much memory")
-                {
-                    message.push_str(&format!(
-                        " (the frame's window is over 2^{window_log} bytes: compress at level 19 or lower)"
-                    ));
-                }
-                e
+            out.reserve(data.len().saturating_mul(4).min(limit));
+            with_dctx(|dctx| {
+                // A context from this thread's last body: drop that session, keep the allocation.
+                dctx.reset(zstd::zstd_safe::ResetDirective::SessionOnly)
+                    .and_then(|_| dctx.set_parameter(zstd::zstd_safe::DParameter::WindowLogMax(window_log)))
+                    .map_err(|code| corrupt(std::io::Error::other(zstd::zstd_safe::get_error_name(code))))?;
+                zstd::stream::read::Decoder::with_context(data, dctx)
+                    .take(cap)
+                    .read_to_end(&mut out)
+                    .map_err(|e| {
+                        let mut e = corrupt(e);
+                        if let IngestError::CorruptEncoding { message, .. } = &mut e
+                            && message.contains("too much memory")
+                        {
+                            message.push_str(&format!(
+                                " (the frame's window is over 2^{window_log} bytes: compress at level 19 or lower)"
+                            ));
+                        }
+                        e
+                    })
             })?;
         }
         ContentEncoding::Gzip => {
@@ -129,6 +137,21 @@ pub fn decompress(encoding: ContentEncoding, data: &[u8], limit: usize) -> Resul
         return Err(IngestError::DecompressedTooLarge { limit });
     }
     Ok(out)
+}
+
+/// Runs `f` with this thread's zstd decompression context. Making one per body allocated and
+/// zeroed its tables every time, a visible share of ingest CPU; a context is reused safely once its
+/// session is reset.
+fn with_dctx<T>(f: impl FnOnce(&mut zstd::zstd_safe::DCtx<'static>) -> T) -> T {
+    thread_local! {
+        static DCTX: std::cell::RefCell<zstd::zstd_safe::DCtx<'static>> =
+            std::cell::RefCell::new(zstd::zstd_safe::DCtx::create());
+    }
+    DCTX.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut dctx) => f(&mut dctx),
+        // Not reentrant in practice; a fresh context keeps it correct if it ever is.
+        Err(_) => f(&mut zstd::zstd_safe::DCtx::create()),
+    })
 }
 
 /// The largest zstd window (log2) a frame may ask for. A window beyond the output limit is never

@@ -82,42 +82,45 @@ async fn receive(
     let clock_skew_secs = clock_skew(&headers, OffsetDateTime::now_utc());
     // (d) the body as sent, bounded
     let compressed = ingest::read_limited(body, state.max_body_bytes()).await?;
-    // (e, f) decompress (bounded), decode and judge (host rules), off the async threads
+    // (e-h) decompress (bounded), decode, judge (host rules) and queue for the writer, in one trip
+    // to the blocking pool: each hop between threads costs about as much as a small snapshot's work.
     let limit = state.max_decompressed_bytes();
-    let (snapshot, json, judged) = tokio::task::spawn_blocking(move || {
+    let store = state.store.clone();
+    let (id, host_id, committed) = tokio::task::spawn_blocking(move || {
         let json = ingest::decompress(encoding, &compressed, limit)?;
         let snapshot = decode_snapshot(&json)?;
+        // (g) a credential writes for its own host only; org and environment come from the credential
+        if snapshot.host.host_id != agent.host_id {
+            return Err(AppError::HostMismatch(format!(
+                "snapshot is for host {} but the credential belongs to host {}",
+                snapshot.host.host_id, agent.host_id
+            )));
+        }
         let judged = Judged::of(&snapshot, clock_skew_secs);
-        Ok::<_, AppError>((snapshot, json, judged))
+        let new = NewSnapshot {
+            id: snapshot.id,
+            schema_version: snapshot.schema_version,
+            collected_at: snapshot.collected_at,
+            body: json,
+            judged,
+        };
+        let received_zstd = (encoding == ContentEncoding::Zstd).then(|| Vec::from(compressed));
+        let host_id = agent.host_id;
+        // The permit goes with the snapshot: if this request is dropped (timeout, client gone,
+        // connection closed at the end of the shutdown drain) the commit still happens before its
+        // place in the queue is given to another, and the drain waits for it.
+        let committed = store.queue_snapshot(
+            agent,
+            new,
+            received_zstd,
+            OffsetDateTime::now_utc(),
+            Box::new(permit),
+        )?;
+        Ok::<_, AppError>((snapshot.id, host_id, committed))
     })
     .await??;
-    // (g) a credential writes for its own host only; org and environment come from the credential
-    if snapshot.host.host_id != agent.host_id {
-        return Err(AppError::HostMismatch(format!(
-            "snapshot is for host {} but the credential belongs to host {}",
-            snapshot.host.host_id, agent.host_id
-        )));
-    }
-    // (h) store, and answer after the commit
-    let id = snapshot.id;
-    let new = NewSnapshot {
-        id,
-        schema_version: snapshot.schema_version,
-        collected_at: snapshot.collected_at,
-        body: json,
-        judged,
-    };
-    let host_id = agent.host_id;
-    // The commit runs in its own task with the permit: if this request is dropped (timeout, client
-    // gone, connection closed at the end of the shutdown drain) the commit still finishes before its
-    // place in the queue is given to another, and the drain can wait for it.
-    let store = state.store.clone();
-    let commit = tokio::spawn(async move {
-        let inserted = store.insert_snapshot(agent, new, OffsetDateTime::now_utc()).await;
-        drop(permit);
-        inserted
-    });
-    let inserted = commit.await??;
+    // (h) answer after the commit
+    let inserted = committed.wait().await?;
     let (status, ingest_status) = match inserted {
         Inserted::Stored => (StatusCode::CREATED, IngestStatus::Stored),
         Inserted::Duplicate => (StatusCode::OK, IngestStatus::Duplicate),

@@ -521,10 +521,17 @@ pub enum TransactionBehavior {
     Immediate,
 }
 
+/// Prepared statements kept per SQLite connection: more than the store has distinct statements.
+const STATEMENT_CACHE: usize = 512;
+
 impl Connection {
     pub fn open_sqlite(path: &Path) -> Result<Connection> {
+        let conn = rusqlite::Connection::open(path)?;
+        // Every statement goes through the cache; at rusqlite's default of 16, ingest alone cycles
+        // through more than that per snapshot and each one was parsed and planned again.
+        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         Ok(Connection {
-            inner: Inner::Sqlite(rusqlite::Connection::open(path)?),
+            inner: Inner::Sqlite(conn),
         })
     }
 

@@ -48,6 +48,9 @@ pub const DB_FILE_NAME: &str = "callhome.db";
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// zstd level for stored snapshot bodies: JSON compresses ~10x at level 3 for little CPU.
 const BODY_ZSTD_LEVEL: i32 = 3;
+/// Reader connections per store for the request path's credential checks (`Store::read_blocking`).
+const READERS: usize = 4;
+static READER_TURN: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 /// Ingest writers per replica on PostgreSQL (see `Store::submit`).
 const PG_WRITERS: usize = 4;
 
@@ -273,6 +276,37 @@ impl Judged {
     }
 }
 
+/// The answer to a queued snapshot, ready once its group has committed.
+#[derive(Debug)]
+pub struct Committed(tokio::sync::oneshot::Receiver<Result<Inserted, StoreError>>);
+
+impl Committed {
+    pub async fn wait(self) -> Result<Inserted, StoreError> {
+        self.0
+            .await
+            .map_err(|_| StoreError::Task("the ingest writer stopped before answering".to_owned()))?
+    }
+}
+
+/// zstd of a snapshot body, with this thread's compression context: making a context per body
+/// allocated and zeroed about a megabyte of tables each time.
+fn compress_body(json: &[u8]) -> Result<Vec<u8>, StoreError> {
+    thread_local! {
+        static COMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Compressor<'static>>> =
+            const { std::cell::RefCell::new(None) };
+    }
+    COMPRESSOR.with(|cell| {
+        let mut slot = cell
+            .try_borrow_mut()
+            .map_err(|e| StoreError::Task(e.to_string()))?;
+        let compressor = match &mut *slot {
+            Some(c) => c,
+            none => none.insert(zstd::bulk::Compressor::new(BODY_ZSTD_LEVEL).map_err(StoreError::Compress)?),
+        };
+        compressor.compress(json).map_err(StoreError::Compress)
+    })
+}
+
 /// A suppression to create: `rule` for the org, one environment, or one host.
 #[derive(Debug, Clone)]
 pub struct NewSuppression {
@@ -379,6 +413,7 @@ pub struct Store {
     conn: Arc<Mutex<Connection>>,
     location: Location,
     ingest: Arc<Mutex<Vec<writer::Writer>>>,
+    readers: Arc<Mutex<Vec<Arc<Mutex<Connection>>>>>,
     group_stats: Arc<Mutex<writer::GroupStats>>,
 }
 
@@ -388,6 +423,7 @@ impl Store {
             conn: Arc::new(Mutex::new(conn)),
             location,
             ingest: Arc::new(Mutex::new(Vec::new())),
+            readers: Arc::new(Mutex::new(Vec::new())),
             group_stats: Arc::new(Mutex::new(writer::GroupStats::default())),
         }
     }
@@ -421,6 +457,7 @@ impl Store {
                     conn: Arc::clone(&self.conn),
                     location: self.location.clone(),
                     ingest: Arc::new(Mutex::new(Vec::new())),
+                    readers: Arc::new(Mutex::new(Vec::new())),
                     group_stats: Arc::clone(&self.group_stats),
                 };
                 ingest.push(writer::Writer::start(
@@ -531,6 +568,44 @@ impl Store {
         .map_err(|e| E::from(StoreError::Task(e.to_string())))?
     }
 
+    /// Runs the read `f` on the blocking pool with one of the request path's reader connections,
+    /// opened on first use. They are apart from the store's connection, which the SQLite ingest
+    /// writer holds through each group commit: under WAL a reader sees the last commit without
+    /// waiting for the next one, and on PostgreSQL the checks do not queue behind each other's round
+    /// trips on one connection.
+    async fn read_blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let reader = store.reader()?;
+            let mut guard = reader.lock().unwrap_or_else(|p| p.into_inner());
+            if guard.is_closed() {
+                *guard = store.new_connection()?;
+            }
+            f(&mut guard)
+        })
+        .await
+        .map_err(|e| StoreError::Task(e.to_string()))?
+    }
+
+    /// A reader connection, a free one when there is one.
+    fn reader(&self) -> Result<Arc<Mutex<Connection>>, StoreError> {
+        let mut readers = self.readers.lock().unwrap_or_else(|p| p.into_inner());
+        if readers.is_empty() {
+            for _ in 0..READERS {
+                readers.push(Arc::new(Mutex::new(self.new_connection()?)));
+            }
+        }
+        let free = readers.iter().find(|r| Arc::strong_count(r) == 1).or_else(|| {
+            let n = READER_TURN.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            readers.get(n % readers.len().max(1))
+        });
+        free.cloned()
+            .ok_or_else(|| StoreError::Task("no reader connection".to_owned()))
+    }
+
     /// Closes the database cleanly once no operation uses it any more: when its last connection
     /// closes, SQLite checkpoints the WAL into the database file and deletes it
     /// (<https://sqlite.org/wal.html>, "The WAL File"). Waits up to `wait` for operations still on the
@@ -545,6 +620,11 @@ impl Store {
                 .await
                 .map_err(|e| StoreError::Task(e.to_string()))?;
         }
+        // Readers before the store's own connection: SQLite checkpoints and removes the WAL when the
+        // last connection closes, which should be that one.
+        drop(std::mem::take(
+            &mut *self.readers.lock().unwrap_or_else(|p| p.into_inner()),
+        ));
         let mut conn = self.conn;
         loop {
             match Arc::try_unwrap(conn) {
@@ -603,7 +683,7 @@ impl Store {
         credential: String,
         today: Date,
     ) -> Result<Authentication, StoreError> {
-        self.blocking(move |conn| authenticate_agent(conn, &credential, today))
+        self.read_blocking(move |conn| authenticate_agent(conn, &credential, today))
             .await
     }
 
@@ -616,24 +696,44 @@ impl Store {
         now: OffsetDateTime,
     ) -> Result<Inserted, StoreError> {
         let store = self.clone();
-        let (reply, answer) = tokio::sync::oneshot::channel();
-        tokio::task::spawn_blocking(move || {
-            // Compress here, in parallel: the one writer should not wait on CPU work.
-            let compressed =
-                zstd::encode_all(snapshot.body.as_slice(), BODY_ZSTD_LEVEL).map_err(StoreError::Compress)?;
-            store.submit(writer::Job {
-                agent,
-                snapshot,
-                compressed,
-                now,
-                reply,
-            })
+        let committed = tokio::task::spawn_blocking(move || {
+            store.queue_snapshot(agent, snapshot, None, now, Box::new(()))
         })
         .await
         .map_err(|e| StoreError::Task(e.to_string()))??;
-        answer
-            .await
-            .map_err(|_| StoreError::Task("the ingest writer stopped before answering".to_owned()))?
+        committed.wait().await
+    }
+
+    /// Queues a snapshot for its ingest writer and returns at once; [`Committed::wait`] gives the
+    /// outcome after the group's commit. `received_zstd` is the body as the agent sent it when that
+    /// was zstd: it decoded to `snapshot.body` within the limits, so it is stored as it is instead of
+    /// compressing the JSON again. `hold` is dropped once the group is committed (or failed): the
+    /// ingest queue's permit, so that a dropped request still counts until its commit is done.
+    ///
+    /// Blocking (compression, and waiting while the writer's queue is full): call it from the
+    /// blocking pool.
+    pub fn queue_snapshot(
+        &self,
+        agent: AgentIdentity,
+        snapshot: NewSnapshot,
+        received_zstd: Option<Vec<u8>>,
+        now: OffsetDateTime,
+        hold: Box<dyn Send>,
+    ) -> Result<Committed, StoreError> {
+        let compressed = match received_zstd {
+            Some(body) => body,
+            None => compress_body(&snapshot.body)?,
+        };
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.submit(writer::Job {
+            agent,
+            snapshot,
+            compressed,
+            now,
+            reply,
+            hold,
+        })?;
+        Ok(Committed(answer))
     }
 
     /// Runs the periodic judgements (fleet, trend, scores, catalog change) once.
@@ -1477,15 +1577,16 @@ fn authenticate_agent(
     today: Date,
 ) -> Result<Authentication, StoreError> {
     let row: Option<(String, Option<String>, String, i64, String)> = conn
-        .query_row(
+        .prepare_cached(
             "SELECT c.host_id, c.revoked_at, h.org_id, h.env_id, e.name
              FROM credentials c
              JOIN hosts h ON h.host_id = c.host_id
              JOIN environments e ON e.id = h.env_id
              WHERE c.credential_hash = ?1",
-            [secret::hash_secret(credential)],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
-        )
+        )?
+        .query_row([secret::hash_secret(credential)], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+        })
         .optional()?;
     let Some((host_id, revoked_at, org, env_id, environment)) = row else {
         return Ok(Authentication::Unknown);
@@ -1545,14 +1646,14 @@ fn insert_snapshot_in(
                 "snapshot id replayed by a different host; keeping the stored one");
         }
     }
-    if inserted == 1 {
-        judge_snapshot(tx, agent, snapshot, now)?;
+    let seen = inserted == 1 && judge_snapshot(tx, agent, snapshot, now)?;
+    // The host was heard from, replay or not (already written with its newest snapshot).
+    if !seen {
+        tx.execute(
+            "UPDATE hosts SET last_seen = ?2, clock_skew_secs = COALESCE(?3, clock_skew_secs) WHERE host_id = ?1",
+            params![agent.host_id.to_string(), now_ts, snapshot.judged.clock_skew_secs],
+        )?;
     }
-    // The host was heard from, replay or not.
-    tx.execute(
-        "UPDATE hosts SET last_seen = ?2, clock_skew_secs = COALESCE(?3, clock_skew_secs) WHERE host_id = ?1",
-        params![agent.host_id.to_string(), now_ts, snapshot.judged.clock_skew_secs],
-    )?;
     Ok(if inserted == 0 {
         Inserted::Duplicate
     } else {
@@ -1561,13 +1662,14 @@ fn insert_snapshot_in(
 }
 
 /// Records a newly stored snapshot's trend point and, when it is the host's newest (a spool replay
-/// of an older one must not reopen what a newer one resolved), its findings and score.
+/// of an older one must not reopen what a newer one resolved), its findings and score. True when
+/// it was the newest: the host's `last_seen` and clock skew are then written too.
 fn judge_snapshot(
     conn: &Connection,
     agent: &AgentIdentity,
     snapshot: &NewSnapshot,
     now: OffsetDateTime,
-) -> Result<(), StoreError> {
+) -> Result<bool, StoreError> {
     let host = agent.host_id.to_string();
     let collected = ts(snapshot.collected_at);
     let judged = &snapshot.judged;
@@ -1580,7 +1682,7 @@ fn judge_snapshot(
         .prepare_cached("SELECT latest_collected_at FROM hosts WHERE host_id = ?1")?
         .query_row([&host], |r| r.get(0))?;
     if latest.is_some_and(|l| l >= collected) {
-        return Ok(());
+        return Ok(false);
     }
     let controllers = judged
         .controllers
@@ -1590,7 +1692,8 @@ fn judge_snapshot(
         .map_err(|e| StoreError::Task(e.to_string()))?;
     conn.prepare_cached(
         "UPDATE hosts SET latest_snapshot_id = ?2, latest_collected_at = ?3, schedule_interval_secs = ?4,
-                vda_version = ?5, controllers = ?6, catalog_version = ?7
+                vda_version = ?5, controllers = ?6, catalog_version = ?7,
+                last_seen = ?8, clock_skew_secs = COALESCE(?9, clock_skew_secs)
          WHERE host_id = ?1",
     )?
     .execute(params![
@@ -1600,7 +1703,9 @@ fn judge_snapshot(
         judged.schedule_interval_secs.and_then(|v| i64::try_from(v).ok()),
         judged.vda_version,
         controllers,
-        judged.catalog_version
+        judged.catalog_version,
+        ts(now),
+        judged.clock_skew_secs
     ])?;
     let located: Vec<risk::Located> = judged
         .findings
@@ -1621,13 +1726,13 @@ fn judge_snapshot(
     if !applied.touched.is_empty() && risk::is_scored(agent.tier) {
         risk::mark_dirty(conn, agent.env_id, &agent.org, now)?;
     }
-    Ok(())
+    Ok(true)
 }
 
 // ---- helpers ----
 
 fn contracts_of(conn: &Connection, org: &str) -> Result<Vec<Contract>, StoreError> {
-    let mut stmt = conn.prepare(
+    let mut stmt = conn.prepare_cached(
         "SELECT id, org_id, product, tier, start_date, end_date, created_at
          FROM contracts WHERE org_id = ?1 ORDER BY start_date, id",
     )?;
@@ -1737,7 +1842,7 @@ mod risk_tests;
 mod tests;
 
 /// Opens a SQLite connection with the store's settings; refuses a newer schema before writing.
-fn open_sqlite(path: &Path) -> Result<Connection, StoreError> {
+pub(super) fn open_sqlite(path: &Path) -> Result<Connection, StoreError> {
     let conn = Connection::open_sqlite(path)?;
     if let Some(sqlite) = conn.sqlite() {
         sqlite.busy_timeout(BUSY_TIMEOUT)?;
@@ -1747,6 +1852,9 @@ fn open_sqlite(path: &Path) -> Result<Connection, StoreError> {
         // 64 MiB of page cache (default 2 MiB): the console's per-org rollups walk index ranges
         // larger than the default, which would otherwise be re-read from the OS on every page view.
         sqlite.pragma_update(None, "cache_size", -65_536)?;
+        // Savepoint journals (the ingest writer's fallback, one per snapshot) in memory, not in a
+        // temporary file written page by page.
+        sqlite.pragma_update(None, "temp_store", "MEMORY")?;
         migrations::check_not_newer(&conn)?;
         let mode: String = sqlite.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
         if !mode.eq_ignore_ascii_case("wal") {

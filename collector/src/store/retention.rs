@@ -44,7 +44,7 @@ fn prune_snapshots(conn: &Connection, before: &str, batch: u32) -> Result<usize,
         "DELETE FROM snapshots WHERE id IN (
              SELECT s.id FROM snapshots s
              WHERE s.received_at < ?1
-               AND NOT EXISTS (SELECT 1 FROM hosts h WHERE h.latest_snapshot_id = s.id)
+               AND NOT EXISTS (SELECT 1 FROM hosts h WHERE h.host_id = s.host_id AND h.latest_snapshot_id = s.id)
              ORDER BY s.received_at LIMIT ?2)",
         params![before, batch],
     )?;

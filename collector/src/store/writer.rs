@@ -27,6 +27,8 @@ pub(super) struct Job {
     pub compressed: Vec<u8>,
     pub now: OffsetDateTime,
     pub reply: oneshot::Sender<Result<Inserted, StoreError>>,
+    /// Dropped after the reply (the request's place in the ingest queue).
+    pub hold: Box<dyn Send>,
 }
 
 pub(super) struct Writer {
@@ -85,6 +87,7 @@ impl Writer {
 }
 
 fn run(store: &Store, conn: &Mutex<Connection>, rx: &mpsc::Receiver<Job>, stats: &Mutex<GroupStats>) {
+    let checkpointer = Checkpointer::start(store, conn);
     while let Ok(first) = rx.recv() {
         let mut group = vec![first];
         while group.len() < MAX_GROUP {
@@ -109,31 +112,156 @@ fn run(store: &Store, conn: &Mutex<Connection>, rx: &mpsc::Receiver<Job>, stats:
             s.snapshots += group.len() as u64;
             s.largest = s.largest.max(group.len() as u64);
         }
+        if let Some(c) = &checkpointer {
+            c.committed();
+        }
         for (job, result) in group.into_iter().zip(results) {
             // The request may have gone (client cut): its snapshot is stored all the same, and
             // the agent's retry with the same id will be a duplicate.
+            // The place in the queue first: the agent may post again as soon as it has the answer.
+            drop(job.hold);
             let _ = job.reply.send(result);
         }
     }
 }
 
-/// One transaction for the group; each snapshot in a savepoint. When the commit fails, nothing of
-/// the group is durable and every snapshot of it gets the error.
+/// SQLite's WAL checkpoints on a thread of their own. By default the connection whose commit takes
+/// the WAL past 1,000 pages copies it into the database file and fsyncs that, inside the commit: a
+/// fifth of the writer's time, during which no group is written. A passive checkpoint from another
+/// connection copies what it can without blocking the writer; the writer's own automatic
+/// checkpoint stays, at a larger size, in case this thread falls behind.
+struct Checkpointer {
+    notify: Option<mpsc::SyncSender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// How long commits are let pile up between checkpoints: a page changed by several groups is then
+/// copied once.
+const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
+/// The writer's own automatic checkpoint, in pages (4 KiB each), only reached if the thread lags.
+const WRITER_AUTOCHECKPOINT_PAGES: i64 = 16_384;
+
+impl Checkpointer {
+    /// `None` for PostgreSQL, or when the thread cannot be set up (the writer then checkpoints as
+    /// SQLite does by default).
+    fn start(store: &Store, writer_conn: &Mutex<Connection>) -> Option<Checkpointer> {
+        let super::Location::Sqlite(path) = store.location() else {
+            return None;
+        };
+        let conn = match super::open_sqlite(path) {
+            Ok(conn) => conn,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot open the WAL checkpoint connection; the writer checkpoints");
+                return None;
+            }
+        };
+        {
+            let guard = writer_conn.lock().unwrap_or_else(|p| p.into_inner());
+            let sqlite = guard.sqlite()?;
+            if let Err(e) = sqlite.pragma_update(None, "wal_autocheckpoint", WRITER_AUTOCHECKPOINT_PAGES) {
+                tracing::warn!(error = %e, "cannot move WAL checkpoints off the writer");
+                return None;
+            }
+        }
+        let (notify, rx) = mpsc::sync_channel::<()>(1);
+        let thread = std::thread::Builder::new()
+            .name("wal-checkpoint".into())
+            .spawn(move || {
+                while rx.recv().is_ok() {
+                    std::thread::sleep(CHECKPOINT_EVERY);
+                    // Commits made during the pause are covered by this checkpoint.
+                    while rx.try_recv().is_ok() {}
+                    if let Some(sqlite) = conn.sqlite()
+                        && let Err(e) = sqlite.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+                    {
+                        tracing::warn!(error = %e, "WAL checkpoint failed");
+                    }
+                }
+            });
+        match thread {
+            Ok(thread) => Some(Checkpointer {
+                notify: Some(notify),
+                thread: Some(thread),
+            }),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot start the WAL checkpoint thread");
+                None
+            }
+        }
+    }
+
+    fn committed(&self) {
+        if let Some(n) = &self.notify {
+            // Full: a checkpoint is already due.
+            let _ = n.try_send(());
+        }
+    }
+}
+
+impl Drop for Checkpointer {
+    fn drop(&mut self) {
+        self.notify.take();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// One transaction for the group. First without savepoints: a savepoint copies every page it
+/// touches before changing it, a large share of a group's writes. Should any snapshot fail, that
+/// attempt is rolled back and the group written again with a savepoint per snapshot, so that the bad
+/// one fails alone. When the commit fails, nothing of the group is durable and every snapshot of it
+/// gets the error.
 fn write_group(conn: &Connection, group: &[Job]) -> Vec<Result<Inserted, StoreError>> {
-    let failed_all = |e: &dyn std::fmt::Display| {
-        group
-            .iter()
-            .map(|_| Err(StoreError::Unavailable(e.to_string())))
-            .collect()
-    };
+    match write_group_at_once(conn, group) {
+        Ok(results) => results,
+        Err(GroupError::Snapshot) => write_group_one_by_one(conn, group),
+        Err(GroupError::Database(e)) => failed_all(group, &e),
+    }
+}
+
+enum GroupError {
+    /// A snapshot of the group failed: the transaction was rolled back.
+    Snapshot,
+    /// Beginning or committing failed: the database, not a snapshot.
+    Database(super::db::Error),
+}
+
+fn failed_all(group: &[Job], e: &dyn std::fmt::Display) -> Vec<Result<Inserted, StoreError>> {
+    group
+        .iter()
+        .map(|_| Err(StoreError::Unavailable(e.to_string())))
+        .collect()
+}
+
+fn write_group_at_once(
+    conn: &Connection,
+    group: &[Job],
+) -> Result<Vec<Result<Inserted, StoreError>>, GroupError> {
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(GroupError::Database)?;
+    let mut results = Vec::with_capacity(group.len());
+    for job in group {
+        match insert_snapshot_in(&tx, &job.agent, &job.snapshot, &job.compressed, job.now) {
+            Ok(inserted) => results.push(Ok(inserted)),
+            // Dropping `tx` rolls back.
+            Err(_) => return Err(GroupError::Snapshot),
+        }
+    }
+    tx.commit().map_err(GroupError::Database)?;
+    Ok(results)
+}
+
+fn write_group_one_by_one(conn: &Connection, group: &[Job]) -> Vec<Result<Inserted, StoreError>> {
     let tx = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
         Ok(tx) => tx,
-        Err(e) => return failed_all(&e),
+        Err(e) => return failed_all(group, &e),
     };
     let mut results = Vec::with_capacity(group.len());
     for job in group {
         if let Err(e) = tx.execute_batch("SAVEPOINT snapshot") {
-            return failed_all(&e);
+            return failed_all(group, &e);
         }
         let result = insert_snapshot_in(&tx, &job.agent, &job.snapshot, &job.compressed, job.now);
         let end = if result.is_ok() {
@@ -142,12 +270,12 @@ fn write_group(conn: &Connection, group: &[Job]) -> Vec<Result<Inserted, StoreEr
             "ROLLBACK TO snapshot; RELEASE snapshot"
         };
         if let Err(e) = tx.execute_batch(end) {
-            return failed_all(&e);
+            return failed_all(group, &e);
         }
         results.push(result);
     }
     match tx.commit() {
         Ok(()) => results,
-        Err(e) => failed_all(&e),
+        Err(e) => failed_all(group, &e),
     }
 }
