@@ -492,6 +492,11 @@ enum Inner {
 /// blocking pool, a `#[tokio::test]`); its own thread never is. Each call is a closure sent there
 /// and an answer sent back: a few microseconds next to a round trip to the server.
 struct PgConnection {
+    /// The client, also used in place by a thread outside tokio (the ingest writers): a round trip
+    /// through the connection's thread costs two thread switches per statement. Declared before
+    /// `jobs` so that it is dropped first: the client's last holder is then always the connection's
+    /// thread, since dropping the client inside tokio would panic.
+    state: std::sync::Arc<std::sync::Mutex<PgState>>,
     jobs: mpsc::Sender<PgJob>,
     /// Set by the connection's thread after each call, so that asking costs no call of its own.
     closed: std::sync::Arc<std::sync::atomic::AtomicBool>,
@@ -708,27 +713,38 @@ impl PgConnection {
                         return;
                     }
                 };
-                let _ = ready_tx.send(Ok(()));
-                let mut state = PgState {
+                let state = std::sync::Arc::new(std::sync::Mutex::new(PgState {
                     client,
                     statements: HashMap::new(),
-                };
-                // Ends when the `Connection` is dropped (its sender with it); the client closes then.
+                }));
+                let _ = ready_tx.send(Ok(std::sync::Arc::clone(&state)));
+                // Ends when the `Connection` is dropped (its sender with it); the client closes
+                // when the last holder of `state` goes.
                 while let Ok(job) = jobs_rx.recv() {
+                    let mut state = state.lock().unwrap_or_else(|p| p.into_inner());
                     job(&mut state);
                     closed_flag.store(state.client.is_closed(), std::sync::atomic::Ordering::Relaxed);
                 }
                 closed_flag.store(true, std::sync::atomic::Ordering::Relaxed);
             })
             .map_err(Error::Thread)?;
-        ready_rx.recv().map_err(|_| Error::Closed)??;
-        Ok(PgConnection { jobs, closed })
+        let state = ready_rx.recv().map_err(|_| Error::Closed)??;
+        Ok(PgConnection { jobs, state, closed })
     }
 
     fn call<T: Send + 'static>(
         &self,
         f: impl FnOnce(&mut PgState) -> Result<T> + Send + 'static,
     ) -> Result<T> {
+        // The blocking client runs a runtime of its own, which cannot start inside tokio's: on a
+        // tokio thread (the blocking pool included) the call goes to the connection's thread.
+        if tokio::runtime::Handle::try_current().is_err() {
+            let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+            let result = f(&mut state);
+            self.closed
+                .store(state.client.is_closed(), std::sync::atomic::Ordering::Relaxed);
+            return result;
+        }
         let (tx, rx) = mpsc::sync_channel(1);
         self.jobs
             .send(Box::new(move |state| {

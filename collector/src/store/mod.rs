@@ -1678,9 +1678,9 @@ fn judge_snapshot(
         "INSERT INTO trend_points (snapshot_id, host_id, collected_at, point) VALUES (?1, ?2, ?3, ?4)",
     )?
     .execute(params![snapshot.id.to_string(), host, collected, point])?;
-    let latest: Option<String> = conn
-        .prepare_cached("SELECT latest_collected_at FROM hosts WHERE host_id = ?1")?
-        .query_row([&host], |r| r.get(0))?;
+    let (latest, score): (Option<String>, Option<f64>) = conn
+        .prepare_cached("SELECT latest_collected_at, score FROM hosts WHERE host_id = ?1")?
+        .query_row([&host], |r| Ok((r.get(0)?, r.get(1)?)))?;
     if latest.is_some_and(|l| l >= collected) {
         return Ok(false);
     }
@@ -1722,7 +1722,7 @@ fn judge_snapshot(
         tier: agent.tier,
     };
     let applied = risk::apply(conn, &judgement, &located, now)?;
-    risk::rescore_host(conn, agent.host_id, agent.tier, now)?;
+    risk::rescore_host_from(conn, agent.host_id, agent.tier, score, now)?;
     if !applied.touched.is_empty() && risk::is_scored(agent.tier) {
         risk::mark_dirty(conn, agent.env_id, &agent.org, now)?;
     }

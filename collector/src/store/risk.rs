@@ -127,18 +127,15 @@ pub fn apply(
     let observed = ts(j.observed_at);
     let now_ts = ts(now);
     let snapshot = j.snapshot.map(|s| s.to_string());
+    // Open findings observed again as they were: only when they were seen changes.
+    let mut seen_again: Vec<i64> = Vec::new();
     for (host, f) in found {
         let host = host.map(|h| h.to_string());
         let evidence = serde_json::to_string(&f.evidence).map_err(|e| StoreError::Task(e.to_string()))?;
         let key = (host.clone(), f.rule.clone(), f.subject.clone());
         if let Some(was) = open.remove(&key) {
             if was.severity == f.severity.as_str() && was.title == f.title && was.evidence == evidence {
-                // Severity is in two indexes: not rewriting it when it is the same spares both.
-                conn.prepare_cached(
-                    "UPDATE findings SET last_seen = ?2, last_snapshot = COALESCE(?3, last_snapshot)
-                     WHERE id = ?1",
-                )?
-                .execute(params![was.id, observed, snapshot])?;
+                seen_again.push(was.id);
             } else {
                 conn.prepare_cached(
                     "UPDATE findings SET severity = ?2, title = ?3, evidence = ?4, last_seen = ?5,
@@ -178,6 +175,21 @@ pub fn apply(
             applied.opened += 1;
             applied.touched.insert(key.0);
         }
+    }
+    if !seen_again.is_empty() {
+        // One statement for all of them (a round trip each on PostgreSQL), and severity, which two
+        // indexes hold, is not rewritten.
+        let ids = match conn.backend() {
+            super::db::Backend::Sqlite => "SELECT CAST(value AS INTEGER) FROM json_each(?1)",
+            super::db::Backend::Postgres => {
+                "SELECT CAST(json_array_elements_text(CAST(?1 AS JSON)) AS BIGINT)"
+            }
+        };
+        let ids_json = serde_json::to_string(&seen_again).map_err(|e| StoreError::Task(e.to_string()))?;
+        conn.prepare_cached(&format!(
+            "UPDATE findings SET last_seen = ?2, last_snapshot = COALESCE(?3, last_snapshot) WHERE id IN ({ids})"
+        ))?
+        .execute(params![ids_json, observed, snapshot])?;
     }
     for ((host, _, _), OpenFinding { id, .. }) in open {
         applied.touched.insert(host);
@@ -381,14 +393,25 @@ pub fn rescore_host(
     tier: Option<Tier>,
     now: OffsetDateTime,
 ) -> Result<Option<f64>, StoreError> {
+    let current: Option<f64> = conn
+        .prepare_cached("SELECT score FROM hosts WHERE host_id = ?1")?
+        .query_row([host.to_string()], |r| r.get(0))
+        .optional()?
+        .flatten();
+    rescore_host_from(conn, host, tier, current, now)
+}
+
+/// [`rescore_host`] when the host's stored score (`current`) is already known.
+pub fn rescore_host_from(
+    conn: &Connection,
+    host: Uuid,
+    tier: Option<Tier>,
+    current: Option<f64>,
+    now: OffsetDateTime,
+) -> Result<Option<f64>, StoreError> {
     let host_s = host.to_string();
     // Most snapshots leave a host's score as it was: then nothing is written. Ingest rescores the
     // host at every snapshot, and each skipped write is a page less to log and fsync.
-    let current: Option<f64> = conn
-        .prepare_cached("SELECT score FROM hosts WHERE host_id = ?1")?
-        .query_row([&host_s], |r| r.get(0))
-        .optional()?
-        .flatten();
     if !is_scored(tier) {
         if current.is_some() {
             conn.prepare_cached("UPDATE hosts SET score = NULL WHERE host_id = ?1")?
