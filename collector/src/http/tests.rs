@@ -335,10 +335,15 @@ async fn gzip_and_zstd_are_accepted() {
         .post(gzip(&bytes(&f.snapshot())), &[("content-encoding", "gzip")])
         .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
-    let z = zstd::encode_all(bytes(&f.snapshot()).as_slice(), 3).unwrap();
+    let snapshot = f.snapshot();
+    let json = bytes(&snapshot);
+    let z = zstd::encode_all(json.as_slice(), 3).unwrap();
     let (status, _, body) = f.post(z, &[("content-encoding", "zstd")]).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     assert_eq!(f.rows(), 2);
+    // A zstd body is stored as it came, and reads back as the JSON that was sent.
+    let id: Uuid = snapshot["id"].as_str().unwrap().parse().unwrap();
+    assert_eq!(f.state.store.snapshot_body(id).unwrap(), Some(json));
 }
 
 #[tokio::test]

@@ -628,3 +628,50 @@ async fn environment_and_org_scores_follow_a_changed_host_within_a_pass() {
     org.send(now, vec![finding(critical_rule(), "")], now).await;
     assert_eq!(org.count("SELECT COUNT(*) FROM dirty_scores"), 0);
 }
+
+#[tokio::test]
+async fn an_unchanged_score_is_not_rewritten_but_each_day_keeps_its_history_row() {
+    let org = org_with(&[Tier::Priority]).await;
+    let low = low_finding();
+    let history = |org: &Org| {
+        org.count(&format!(
+            "SELECT COUNT(*) FROM score_history WHERE scope = 'host' AND scope_id = '{}'",
+            org.agent.host_id
+        ))
+    };
+    let updated_at = |org: &Org, day: &str| -> String {
+        org.store
+            .lock()
+            .query_row(
+                "SELECT updated_at FROM score_history WHERE scope = 'host' AND scope_id = ?1 AND day = ?2",
+                params![org.agent.host_id.to_string(), day],
+                |r| r.get(0),
+            )
+            .unwrap()
+    };
+    org.send(T0, vec![low.clone()], T0).await;
+    let score = org.host_score();
+    assert!(score.is_some_and(|s| s > 0.0), "{score:?}");
+    assert_eq!(history(&org), 1);
+
+    // The same finding an hour later: same score, the day's row left as it was.
+    let later = T0 + TimeDuration::hours(1);
+    org.send(later, vec![low.clone()], later).await;
+    assert_eq!(org.host_score(), score);
+    assert_eq!(history(&org), 1);
+    assert_eq!(updated_at(&org, "2026-11-20"), ts(T0));
+
+    // The next day, still unchanged: that day gets its own row.
+    let next_day = T0 + TimeDuration::days(1);
+    org.send(next_day, vec![low.clone()], next_day).await;
+    assert_eq!(org.host_score(), score);
+    assert_eq!(history(&org), 2);
+
+    // A change the same day is written at once.
+    let changed = next_day + TimeDuration::hours(1);
+    org.send(changed, vec![low, finding(critical_rule(), "")], changed)
+        .await;
+    assert!(org.host_score() > score);
+    assert_eq!(history(&org), 2);
+    assert_eq!(updated_at(&org, "2026-11-21"), ts(changed));
+}
