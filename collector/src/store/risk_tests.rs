@@ -388,10 +388,57 @@ async fn acknowledging_records_who_and_when_once() {
     );
 }
 
+/// A snapshot that repeats the last one takes ingest's short path (one read of the host's open
+/// findings with their queue and suppression state): an expired suppression must count again there.
+#[tokio::test]
+async fn a_repeated_snapshot_after_a_suppression_expired_requeues_and_scores() {
+    let org = org_with(&[Tier::Priority]).await;
+    let crit = finding(critical_rule(), "");
+    let now = OffsetDateTime::now_utc();
+    org.store
+        .add_suppression(
+            &NewSuppression {
+                org: "ORG-1".to_owned(),
+                environment: None,
+                host: None,
+                rule: crit.rule.clone(),
+                reason: "maintenance".to_owned(),
+                author: "tam@example.com".to_owned(),
+                expires_at: now + TimeDuration::hours(1),
+            },
+            &Actor::cli(),
+            now,
+        )
+        .unwrap();
+    org.send(now, vec![crit.clone(), low_finding()], now).await;
+    let unsuppressed_low = org.host_score().unwrap();
+    assert!(org.store.list_queue(None, false, now).unwrap().is_empty());
+    // The same findings again, while suppressed: nothing queued, the same score.
+    let soon = now + TimeDuration::minutes(30);
+    org.send(soon, vec![crit.clone(), low_finding()], soon).await;
+    assert!(org.store.list_queue(None, false, soon).unwrap().is_empty());
+    assert_eq!(org.host_score(), Some(unsuppressed_low));
+    // Past its expiry (nobody ended it), the same findings again.
+    let later = now + TimeDuration::hours(2);
+    org.send(later, vec![crit.clone(), low_finding()], later).await;
+    let queue = org.store.list_queue(None, false, later).unwrap();
+    assert_eq!(queue.len(), 1, "{queue:?}");
+    assert_eq!(queue[0].rule, crit.rule);
+    assert!(
+        org.host_score().unwrap() > unsuppressed_low,
+        "the critical counts again"
+    );
+    // And once queued, a repeat queues nothing more.
+    let after = later + TimeDuration::minutes(30);
+    org.send(after, vec![crit.clone(), low_finding()], after).await;
+    assert_eq!(org.store.list_queue(None, false, after).unwrap().len(), 1);
+}
+
 #[tokio::test]
 async fn jobs_find_stale_hosts_and_score_environment_and_org() {
     let org = org_with(&[Tier::Priority]).await;
-    let sent = OffsetDateTime::now_utc();
+    // Noon: three hours later is the same day whenever the test runs (one history row).
+    let sent = OffsetDateTime::now_utc().replace_time(time::macros::time!(12:00));
     org.send(sent, Vec::new(), sent).await;
     let settings = JobSettings::default();
 
