@@ -143,9 +143,6 @@ fn judge_environment(
     settings: &JobSettings,
     report: &mut JobReport,
 ) -> Result<(), StoreError> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let (input, fleet_applied, states) = judge_fleet(&tx, env_id, org, tier, now, settings, report)?;
-    tx.commit()?;
     let fleet = Judgement {
         org,
         env_id,
@@ -155,6 +152,9 @@ fn judge_environment(
         snapshot: None,
         tier,
     };
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let (input, fleet_applied, states) = judge_fleet(&tx, &fleet, settings, report)?;
+    tx.commit()?;
     // Only what changed is judged again: a host's trend when it sent a snapshot since the last
     // run, its score when its findings changed or today has no score yet. At 50,000 hosts a run
     // otherwise rewrites every host each time and holds the writer for long.
@@ -222,13 +222,11 @@ type FleetJudged = (
 /// The fleet rules over one environment; what its hosts' judgement then needs.
 fn judge_fleet(
     conn: &Connection,
-    env_id: i64,
-    org: &str,
-    tier: Option<Tier>,
-    now: OffsetDateTime,
+    fleet: &Judgement,
     settings: &JobSettings,
     report: &mut JobReport,
 ) -> Result<FleetJudged, StoreError> {
+    let (env_id, now) = (fleet.env_id, fleet.observed_at);
     let hosts = fleet_hosts(conn, env_id)?;
     let input = FleetInput {
         now,
@@ -236,16 +234,7 @@ fn judge_fleet(
         hosts,
     };
     let found = rules::evaluate_fleet(&input);
-    let fleet = Judgement {
-        org,
-        env_id,
-        host: None,
-        source: Source::Fleet,
-        observed_at: now,
-        snapshot: None,
-        tier,
-    };
-    let fleet_applied = risk::apply(conn, &fleet, &found, now)?;
+    let fleet_applied = risk::apply(conn, fleet, &found, now)?;
     report.add(&fleet_applied);
     let states = host_states(conn, env_id)?;
     Ok((input, fleet_applied, states))

@@ -1625,6 +1625,16 @@ fn authenticate_agent(
     }))
 }
 
+/// The snapshot row of [`insert_snapshot_in`], alone (SQLite) or inside a `WITH` (PostgreSQL).
+macro_rules! insert_snapshot_sql {
+    () => {
+        "INSERT INTO snapshots (id, host_id, org_id, env_id, schema_version, collected_at,
+                                received_at, body_encoding, body, body_len)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'zstd', ?8, ?9)
+         ON CONFLICT(id) DO NOTHING"
+    };
+}
+
 /// Stores one snapshot inside the caller's transaction (the writer's group).
 fn insert_snapshot_in(
     tx: &Connection,
@@ -1641,48 +1651,31 @@ fn insert_snapshot_in(
     let version = i64::from(snapshot.schema_version);
     // A stored snapshot's trend point goes with it, replay or not of an older one. On PostgreSQL one
     // statement writes both (a round trip less per snapshot); SQLite has no INSERT in a WITH.
+    // ?10 (the trend point) is bound only by the PostgreSQL statement.
+    let values = params![
+        id,
+        host,
+        agent.org,
+        agent.env_id,
+        version,
+        collected,
+        now_ts,
+        compressed,
+        body_len,
+        point
+    ];
     let inserted = match tx.backend() {
         db::Backend::Postgres => tx
-            .prepare_cached(
-                "WITH s AS (
-                     INSERT INTO snapshots (id, host_id, org_id, env_id, schema_version, collected_at,
-                                            received_at, body_encoding, body, body_len)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'zstd', ?8, ?9)
-                     ON CONFLICT(id) DO NOTHING RETURNING id)
+            .prepare_cached(concat!(
+                "WITH s AS (",
+                insert_snapshot_sql!(),
+                " RETURNING id)
                  INSERT INTO trend_points (snapshot_id, host_id, collected_at, point)
-                 SELECT id, ?2, ?6, CAST(?10 AS TEXT) FROM s",
-            )?
-            .execute(params![
-                id,
-                host,
-                agent.org,
-                agent.env_id,
-                version,
-                collected,
-                now_ts,
-                compressed,
-                body_len,
-                point
-            ])?,
+                 SELECT id, ?2, ?6, CAST(?10 AS TEXT) FROM s"
+            ))?
+            .execute(values)?,
         db::Backend::Sqlite => {
-            let n = tx
-                .prepare_cached(
-                    "INSERT INTO snapshots (id, host_id, org_id, env_id, schema_version, collected_at,
-                                            received_at, body_encoding, body, body_len)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'zstd', ?8, ?9)
-                     ON CONFLICT(id) DO NOTHING",
-                )?
-                .execute(params![
-                    id,
-                    host,
-                    agent.org,
-                    agent.env_id,
-                    version,
-                    collected,
-                    now_ts,
-                    compressed,
-                    body_len
-                ])?;
+            let n = tx.prepare_cached(insert_snapshot_sql!())?.execute(&values[..9])?;
             if n == 1 {
                 tx.prepare_cached(
                     "INSERT INTO trend_points (snapshot_id, host_id, collected_at, point) VALUES (?1, ?2, ?3, ?4)",

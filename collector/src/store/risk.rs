@@ -82,6 +82,20 @@ pub fn is_scored(tier: Option<Tier>) -> bool {
     matches!(tier, Some(Tier::Priority | Tier::PriorityPlus))
 }
 
+/// Whether an active suppression covers finding `f`: one of its org and rule, not ended, expiring
+/// after the bound timestamp `$expires`, and for its environment and host or for all of them.
+macro_rules! suppressed {
+    ($expires:literal) => {
+        concat!(
+            "EXISTS (SELECT 1 FROM suppressions s
+               WHERE s.org_id = f.org_id AND s.rule_id = f.rule_id AND s.ended_at IS NULL AND s.expires_at > ",
+            $expires,
+            " AND (s.env_id IS NULL OR s.env_id = f.env_id)
+                 AND (s.host_id IS NULL OR s.host_id = f.host_id))"
+        )
+    };
+}
+
 /// Opens, updates and resolves the findings of one judgement (invariants 1, 2), then queues the
 /// open criticals that have no entry yet (invariant 4).
 pub fn apply(
@@ -149,20 +163,16 @@ pub fn read_host(
     now: OffsetDateTime,
 ) -> Result<Option<HostState>, StoreError> {
     let mut state: Option<HostState> = None;
-    let mut stmt = conn.prepare_cached(
+    let mut stmt = conn.prepare_cached(concat!(
         "SELECT h.latest_collected_at, h.score, sh.score, sh.findings,
                 f.id, f.env_id, f.source, f.rule_id, f.subject, f.severity, f.title, f.evidence,
-                EXISTS (SELECT 1 FROM queue q WHERE q.finding_id = f.id AND q.closed_at IS NULL),
-                EXISTS (SELECT 1 FROM suppressions s
-                    WHERE s.org_id = f.org_id AND s.rule_id = f.rule_id AND s.ended_at IS NULL
-                      AND s.expires_at > ?3
-                      AND (s.env_id IS NULL OR s.env_id = f.env_id)
-                      AND (s.host_id IS NULL OR s.host_id = f.host_id))
-         FROM hosts h
+                EXISTS (SELECT 1 FROM queue q WHERE q.finding_id = f.id AND q.closed_at IS NULL), ",
+        suppressed!("?3"),
+        " FROM hosts h
          LEFT JOIN score_history sh ON sh.scope = 'host' AND sh.scope_id = h.host_id AND sh.day = ?2
          LEFT JOIN findings f ON f.host_id = h.host_id AND f.resolved_at IS NULL
-         WHERE h.host_id = CAST(?1 AS TEXT)",
-    )?;
+         WHERE h.host_id = CAST(?1 AS TEXT)"
+    ))?;
     let rows = stmt.query_map(params![host.to_string(), now.date().to_string(), ts(now)], |r| {
         let head = (
             r.get::<Option<String>>(0)?,
@@ -633,11 +643,8 @@ fn score_items(
 ) -> Result<Vec<ScoreItem>, StoreError> {
     let sql = format!(
         "SELECT f.id, f.host_id, f.rule_id, f.subject, f.severity FROM findings f
-         WHERE {filter} AND f.resolved_at IS NULL
-           AND NOT EXISTS (SELECT 1 FROM suppressions s
-               WHERE s.org_id = f.org_id AND s.rule_id = f.rule_id AND s.ended_at IS NULL AND s.expires_at > ?2
-                 AND (s.env_id IS NULL OR s.env_id = f.env_id)
-                 AND (s.host_id IS NULL OR s.host_id = f.host_id))"
+         WHERE {filter} AND f.resolved_at IS NULL AND NOT {suppressed}",
+        suppressed = suppressed!("?2"),
     );
     let mut stmt = conn.prepare_cached(&sql)?;
     let rows = stmt.query_map(params![arg, ts(now)], |r| {
@@ -799,17 +806,15 @@ pub fn list_findings(
     let sql = format!(
         "SELECT f.id, f.org_id, e.name, f.host_id, h.hostname, f.source, f.rule_id, f.severity, f.subject,
                 f.title, f.evidence, f.first_seen, f.detected_at, f.last_seen, f.resolved_at,
-                EXISTS(SELECT 1 FROM suppressions s
-                   WHERE s.org_id = f.org_id AND s.rule_id = f.rule_id AND s.ended_at IS NULL AND s.expires_at > ?2
-                     AND (s.env_id IS NULL OR s.env_id = f.env_id)
-                     AND (s.host_id IS NULL OR s.host_id = f.host_id)),
+                {suppressed},
                 (SELECT w.id FROM change_windows w WHERE w.env_id = f.env_id AND w.cancelled_at IS NULL
                    AND f.first_seen >= w.starts_at AND f.first_seen < w.ends_at ORDER BY w.starts_at LIMIT 1)
          FROM findings f JOIN environments e ON e.id = f.env_id
          LEFT JOIN hosts h ON h.host_id = f.host_id
          WHERE f.org_id = ?1 AND {state}
            AND (CAST(?3 AS TEXT) IS NULL OR e.name = ?3) AND (CAST(?4 AS TEXT) IS NULL OR f.host_id = ?4) AND (CAST(?5 AS TEXT) IS NULL OR f.rule_id = ?5)
-         ORDER BY f.id"
+         ORDER BY f.id",
+        suppressed = suppressed!("?2"),
     );
     let mut stmt = conn.prepare(&sql)?;
     let rows = stmt.query_map(
