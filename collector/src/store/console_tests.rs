@@ -38,6 +38,12 @@ fn seeded() -> &'static Seeded {
         };
         let report = seed_cmd::seed(&store, &options, now).unwrap();
         assert_eq!((report.orgs, report.hosts, report.snapshots), (12, 400, 800));
+        // Seeded snapshots go through ingest's own path: each has its trend point.
+        let points: i64 = store
+            .lock()
+            .query_row("SELECT COUNT(*) FROM trend_points", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(points, 800);
         Seeded {
             _dir: dir,
             store,

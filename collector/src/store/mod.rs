@@ -19,6 +19,7 @@ pub mod audit;
 pub mod console;
 pub mod coord;
 pub mod db;
+mod ingest;
 pub mod jobs;
 pub mod metrics;
 pub mod migrations;
@@ -52,7 +53,7 @@ const BODY_ZSTD_LEVEL: i32 = 3;
 const READERS: usize = 4;
 static READER_TURN: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 /// Ingest writers per replica on PostgreSQL (see `Store::submit`).
-const PG_WRITERS: usize = 4;
+const PG_WRITERS: usize = 1;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -1623,161 +1624,6 @@ fn authenticate_agent(
         env_id,
         environment,
     }))
-}
-
-/// The snapshot row of [`insert_snapshot_in`], alone (SQLite) or inside a `WITH` (PostgreSQL).
-macro_rules! insert_snapshot_sql {
-    () => {
-        "INSERT INTO snapshots (id, host_id, org_id, env_id, schema_version, collected_at,
-                                received_at, body_encoding, body, body_len)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'zstd', ?8, ?9)
-         ON CONFLICT(id) DO NOTHING"
-    };
-}
-
-/// Stores one snapshot inside the caller's transaction (the writer's group).
-fn insert_snapshot_in(
-    tx: &Connection,
-    agent: &AgentIdentity,
-    snapshot: &NewSnapshot,
-    compressed: &[u8],
-    now: OffsetDateTime,
-) -> Result<Inserted, StoreError> {
-    let now_ts = ts(now);
-    let body_len = i64::try_from(snapshot.body.len()).unwrap_or(i64::MAX);
-    let point = serde_json::to_string(&snapshot.judged.trend).map_err(|e| StoreError::Task(e.to_string()))?;
-    let (id, host) = (snapshot.id.to_string(), agent.host_id.to_string());
-    let collected = ts(snapshot.collected_at);
-    let version = i64::from(snapshot.schema_version);
-    // A stored snapshot's trend point goes with it, replay or not of an older one. On PostgreSQL one
-    // statement writes both (a round trip less per snapshot); SQLite has no INSERT in a WITH.
-    // ?10 (the trend point) is bound only by the PostgreSQL statement.
-    let values = params![
-        id,
-        host,
-        agent.org,
-        agent.env_id,
-        version,
-        collected,
-        now_ts,
-        compressed,
-        body_len,
-        point
-    ];
-    let inserted = match tx.backend() {
-        db::Backend::Postgres => tx
-            .prepare_cached(concat!(
-                "WITH s AS (",
-                insert_snapshot_sql!(),
-                " RETURNING id)
-                 INSERT INTO trend_points (snapshot_id, host_id, collected_at, point)
-                 SELECT id, ?2, ?6, CAST(?10 AS TEXT) FROM s"
-            ))?
-            .execute(values)?,
-        db::Backend::Sqlite => {
-            let n = tx.prepare_cached(insert_snapshot_sql!())?.execute(&values[..9])?;
-            if n == 1 {
-                tx.prepare_cached(
-                    "INSERT INTO trend_points (snapshot_id, host_id, collected_at, point) VALUES (?1, ?2, ?3, ?4)",
-                )?
-                .execute(params![id, host, collected, point])?;
-            }
-            n
-        }
-    };
-    if inserted == 0 {
-        let owner: Option<String> = tx
-            .query_row(
-                "SELECT host_id FROM snapshots WHERE id = ?1",
-                [snapshot.id.to_string()],
-                |r| r.get(0),
-            )
-            .optional()?;
-        if owner.as_deref() != Some(agent.host_id.to_string().as_str()) {
-            tracing::warn!(snapshot_id = %snapshot.id, host_id = %agent.host_id, stored_for = ?owner,
-                "snapshot id replayed by a different host; keeping the stored one");
-        }
-    }
-    let seen = inserted == 1 && judge_snapshot(tx, agent, snapshot, now)?;
-    // The host was heard from, replay or not (already written with its newest snapshot).
-    if !seen {
-        tx.execute(
-            "UPDATE hosts SET last_seen = ?2, clock_skew_secs = COALESCE(?3, clock_skew_secs) WHERE host_id = ?1",
-            params![agent.host_id.to_string(), now_ts, snapshot.judged.clock_skew_secs],
-        )?;
-    }
-    Ok(if inserted == 0 {
-        Inserted::Duplicate
-    } else {
-        Inserted::Stored
-    })
-}
-
-/// Records, when a newly stored snapshot is the host's newest (a spool replay of an older one must
-/// not reopen what a newer one resolved), its findings and score. True when
-/// it was the newest: the host's `last_seen` and clock skew are then written too.
-fn judge_snapshot(
-    conn: &Connection,
-    agent: &AgentIdentity,
-    snapshot: &NewSnapshot,
-    now: OffsetDateTime,
-) -> Result<bool, StoreError> {
-    let host = agent.host_id.to_string();
-    let collected = ts(snapshot.collected_at);
-    let judged = &snapshot.judged;
-    let state = risk::read_host(conn, agent.host_id, now)?
-        .ok_or_else(|| StoreError::NotFound(format!("host {host} is not enrolled")))?;
-    let (latest, score, recorded) = (state.latest_collected_at.clone(), state.score, state.recorded);
-    if latest.is_some_and(|l| l >= collected) {
-        return Ok(false);
-    }
-    let controllers = judged
-        .controllers
-        .as_ref()
-        .map(serde_json::to_string)
-        .transpose()
-        .map_err(|e| StoreError::Task(e.to_string()))?;
-    conn.prepare_cached(
-        "UPDATE hosts SET latest_snapshot_id = ?2, latest_collected_at = ?3, schedule_interval_secs = ?4,
-                vda_version = ?5, controllers = ?6, catalog_version = ?7,
-                last_seen = ?8, clock_skew_secs = COALESCE(?9, clock_skew_secs)
-         WHERE host_id = ?1",
-    )?
-    .execute(params![
-        host,
-        snapshot.id.to_string(),
-        collected,
-        judged.schedule_interval_secs.and_then(|v| i64::try_from(v).ok()),
-        judged.vda_version,
-        controllers,
-        judged.catalog_version,
-        ts(now),
-        judged.clock_skew_secs
-    ])?;
-    let located: Vec<risk::Located> = judged
-        .findings
-        .iter()
-        .map(|f| (Some(agent.host_id), f.clone()))
-        .collect();
-    let judgement = risk::Judgement {
-        org: &agent.org,
-        env_id: agent.env_id,
-        host: Some(agent.host_id),
-        source: risk::Source::Host,
-        observed_at: snapshot.collected_at,
-        snapshot: Some(snapshot.id),
-        tier: agent.tier,
-    };
-    let (applied, items) = risk::apply_host(conn, &judgement, agent.host_id, state, &located, now)?;
-    let known = risk::Known {
-        items,
-        recorded: Some(recorded),
-    };
-    risk::rescore_host_with(conn, agent.host_id, agent.tier, score, known, now)?;
-    if !applied.touched.is_empty() && risk::is_scored(agent.tier) {
-        risk::mark_dirty(conn, agent.env_id, &agent.org, now)?;
-    }
-    Ok(true)
 }
 
 // ---- helpers ----

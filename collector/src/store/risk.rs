@@ -137,7 +137,8 @@ pub fn apply(
             open.insert(key, id);
         }
     }
-    let (mut applied, _) = write_changes(conn, j, found, open, now)?;
+    let (mut applied, _, seen_again) = write_changes(conn, j, found, open, now)?;
+    mark_seen_again(conn, &[seen_again])?;
     applied.queued = queue_open_criticals(conn, j.env_id, host_filter.as_deref(), j.tier, now)?;
     Ok(applied)
 }
@@ -156,71 +157,136 @@ pub struct HostState {
     findings: Vec<HostFinding>,
 }
 
-/// Reads [`HostState`]; `None` when the host does not exist.
-pub fn read_host(
-    conn: &Connection,
-    host: Uuid,
-    now: OffsetDateTime,
-) -> Result<Option<HostState>, StoreError> {
-    let mut state: Option<HostState> = None;
-    let mut stmt = conn.prepare_cached(concat!(
-        "SELECT h.latest_collected_at, h.score, sh.score, sh.findings,
-                f.id, f.env_id, f.source, f.rule_id, f.subject, f.severity, f.title, f.evidence,
-                EXISTS (SELECT 1 FROM queue q WHERE q.finding_id = f.id AND q.closed_at IS NULL), ",
-        suppressed!("?3"),
-        " FROM hosts h
-         LEFT JOIN score_history sh ON sh.scope = 'host' AND sh.scope_id = h.host_id AND sh.day = ?2
-         LEFT JOIN findings f ON f.host_id = h.host_id AND f.resolved_at IS NULL
-         WHERE h.host_id = CAST(?1 AS TEXT)"
-    ))?;
-    let rows = stmt.query_map(params![host.to_string(), now.date().to_string(), ts(now)], |r| {
-        let head = (
-            r.get::<Option<String>>(0)?,
-            r.get::<Option<f64>>(1)?,
-            r.get::<Option<f64>>(2)?.zip(r.get::<Option<i64>>(3)?),
-        );
-        let Some(id) = r.get::<Option<i64>>(4)? else {
-            return Ok((head, None));
-        };
-        let severity: String = r.get(9)?;
-        let finding = HostFinding {
-            env_id: r.get(5)?,
-            source: r.get(6)?,
-            queued: r.get(12)?,
-            suppressed: r.get(13)?,
-            item: ScoreItem {
-                host: Some(host),
-                rule: r.get(7)?,
-                subject: r.get(8)?,
-                severity: severity.parse().map_err(|e: String| conversion_error(9, e))?,
-            },
-            open: OpenFinding {
-                id,
-                severity,
-                title: r.get(10)?,
-                evidence: r.get(11)?,
-            },
-        };
-        Ok((head, Some(finding)))
-    })?;
-    for row in rows {
-        let ((latest_collected_at, score, recorded), finding) = row?;
-        let st = state.get_or_insert(HostState {
-            latest_collected_at,
-            score,
-            recorded,
-            findings: Vec::new(),
-        });
-        st.findings.extend(finding);
-    }
-    Ok(state)
+/// The columns [`host_row`] reads on PostgreSQL, of `h` (hosts), `sh` (today's history row) and `f`
+/// (an open finding, with `queued` and `suppressed`).
+const HOST_COLUMNS: &str = "h.host_id, h.latest_collected_at, h.score, sh.score, sh.findings,
+    f.id, f.env_id, f.source, f.rule_id, f.subject, f.severity, f.title, f.evidence, f.queued, f.suppressed";
+
+/// The open findings of `h` with what [`HostState`] needs to know of them (PostgreSQL, LATERAL).
+macro_rules! open_finding_sql {
+    () => {
+        concat!(
+            "SELECT f.id, f.env_id, f.source, f.rule_id, f.subject, f.severity, f.title, f.evidence,
+                    EXISTS (SELECT 1 FROM queue q WHERE q.finding_id = f.id AND q.closed_at IS NULL) AS queued, ",
+            suppressed!("?3"),
+            " AS suppressed FROM findings f WHERE f.host_id = h.host_id AND f.resolved_at IS NULL"
+        )
+    };
 }
 
-/// [`apply`] for one host's snapshot at ingest, from the host's open findings as [`read_host`] read
+/// Reads the [`HostState`] of each of `hosts` that exists. On PostgreSQL one statement reads them
+/// all (the ingest writer reads a round of snapshots' hosts at once); SQLite, with no round trips
+/// to save, reads them one by one by primary key.
+pub fn read_hosts(
+    conn: &Connection,
+    hosts: &[Uuid],
+    now: OffsetDateTime,
+) -> Result<HashMap<Uuid, HostState>, StoreError> {
+    let mut states: HashMap<Uuid, HostState> = HashMap::with_capacity(hosts.len());
+    let (day, now_ts) = (now.date().to_string(), ts(now));
+    match conn.backend() {
+        super::db::Backend::Postgres => {
+            let ids: Vec<String> = hosts.iter().map(Uuid::to_string).collect();
+            let ids = serde_json::to_string(&ids).map_err(|e| StoreError::Task(e.to_string()))?;
+            // `= ANY(ARRAY(..))`: an init plan evaluated once, then primary-key lookups.
+            // `= ANY(ARRAY(..))`: an init plan evaluated once, then primary-key lookups. Each host's
+            // history row and findings in a LATERAL subquery that is not flattened (`OFFSET 0`), so
+            // they are index lookups per host: joined flat, the planner hashed whole tables.
+            let sql = format!(
+                "SELECT {HOST_COLUMNS} FROM hosts h
+                 LEFT JOIN LATERAL (SELECT score, findings FROM score_history
+                      WHERE scope = 'host' AND scope_id = h.host_id AND day = ?2 OFFSET 0) sh ON TRUE
+                 LEFT JOIN LATERAL ({} OFFSET 0) f ON TRUE
+                 WHERE h.host_id = ANY(ARRAY(SELECT json_array_elements_text(CAST(?1 AS JSON))))",
+                open_finding_sql!()
+            );
+            let mut stmt = conn.prepare_cached(&sql)?;
+            let rows = stmt.query_map(params![ids, day, now_ts], host_row)?;
+            for row in rows {
+                add_host_row(&mut states, row?);
+            }
+        }
+        super::db::Backend::Sqlite => {
+            // SQLite has no LATERAL; by primary key, it plans the flat joins as lookups.
+            let mut stmt = conn.prepare_cached(concat!(
+                "SELECT h.host_id, h.latest_collected_at, h.score, sh.score, sh.findings,
+                        f.id, f.env_id, f.source, f.rule_id, f.subject, f.severity, f.title, f.evidence,
+                        EXISTS (SELECT 1 FROM queue q WHERE q.finding_id = f.id AND q.closed_at IS NULL), ",
+                suppressed!("?3"),
+                " FROM hosts h
+                 LEFT JOIN score_history sh ON sh.scope = 'host' AND sh.scope_id = h.host_id AND sh.day = ?2
+                 LEFT JOIN findings f ON f.host_id = h.host_id AND f.resolved_at IS NULL
+                 WHERE h.host_id = CAST(?1 AS TEXT)"
+            ))?;
+            for host in hosts {
+                let rows = stmt.query_map(params![host.to_string(), day, now_ts], host_row)?;
+                for row in rows {
+                    add_host_row(&mut states, row?);
+                }
+            }
+        }
+    }
+    Ok(states)
+}
+
+type HostRow = (
+    Uuid,
+    (Option<String>, Option<f64>, Option<(f64, i64)>),
+    Option<HostFinding>,
+);
+
+fn host_row(r: &super::db::Row<'_>) -> super::db::Result<HostRow> {
+    let host = super::parse_uuid(&r.get::<String>(0)?, 0)?;
+    let head = (
+        r.get::<Option<String>>(1)?,
+        r.get::<Option<f64>>(2)?,
+        r.get::<Option<f64>>(3)?.zip(r.get::<Option<i64>>(4)?),
+    );
+    let Some(id) = r.get::<Option<i64>>(5)? else {
+        return Ok((host, head, None));
+    };
+    let severity: String = r.get(10)?;
+    let finding = HostFinding {
+        env_id: r.get(6)?,
+        source: r.get(7)?,
+        queued: r.get(13)?,
+        suppressed: r.get(14)?,
+        item: ScoreItem {
+            host: Some(host),
+            rule: r.get(8)?,
+            subject: r.get(9)?,
+            severity: severity.parse().map_err(|e: String| conversion_error(10, e))?,
+        },
+        open: OpenFinding {
+            id,
+            severity,
+            title: r.get(11)?,
+            evidence: r.get(12)?,
+        },
+    };
+    Ok((host, head, Some(finding)))
+}
+
+fn add_host_row(states: &mut HashMap<Uuid, HostState>, (host, head, finding): HostRow) {
+    let (latest_collected_at, score, recorded) = head;
+    let st = states.entry(host).or_insert(HostState {
+        latest_collected_at,
+        score,
+        recorded,
+        findings: Vec::new(),
+    });
+    st.findings.extend(finding);
+}
+
+/// [`apply`] for one host's snapshot at ingest, from the host's open findings as [`read_hosts`] read
 /// them in this transaction, with what scoring the host needs. In the common case, a snapshot that
 /// repeats the last one, nothing but `last_seen` changes, and those rows are then also the host's
 /// score items and queue candidates: nothing more is read. When anything opened, changed or
 /// resolved, the queue and the score are read again as [`apply`] does.
+///
+/// The findings observed again unchanged are not written here: the caller passes
+/// [`HostApplied::seen_again`] to [`mark_seen_again`] (the ingest writer, for a round of snapshots
+/// in one statement).
 pub fn apply_host(
     conn: &Connection,
     j: &Judgement<'_>,
@@ -228,7 +294,7 @@ pub fn apply_host(
     state: HostState,
     found: &[Located],
     now: OffsetDateTime,
-) -> Result<(Applied, Option<Vec<ScoreItem>>), StoreError> {
+) -> Result<HostApplied, StoreError> {
     let host_s = host.to_string();
     let rows = state.findings;
     let open: HashMap<FindingKey, OpenFinding> = rows
@@ -239,10 +305,14 @@ pub fn apply_host(
             (key, f.open.clone())
         })
         .collect();
-    let (mut applied, steady) = write_changes(conn, j, found, open, now)?;
+    let (mut applied, steady, seen_again) = write_changes(conn, j, found, open, now)?;
     if !steady {
         applied.queued = queue_open_criticals(conn, j.env_id, Some(&host_s), j.tier, now)?;
-        return Ok((applied, None));
+        return Ok(HostApplied {
+            applied,
+            items: None,
+            seen_again,
+        });
     }
     // Nothing but `last_seen` moved: the rows read are the host's open findings as they are now.
     let unqueued = |f: &HostFinding| {
@@ -257,10 +327,83 @@ pub fn apply_host(
         .map(|f| (f.open.id, f.item))
         .collect();
     items.sort_unstable_by_key(|(id, _)| *id);
-    Ok((applied, Some(items.into_iter().map(|(_, item)| item).collect())))
+    Ok(HostApplied {
+        applied,
+        items: Some(items.into_iter().map(|(_, item)| item).collect()),
+        seen_again,
+    })
 }
 
-/// An open finding of a host as [`read_host`] reads it.
+/// What [`apply_host`] did, and what it leaves to its caller.
+#[derive(Debug)]
+pub struct HostApplied {
+    pub applied: Applied,
+    /// The host's open, unsuppressed findings ordered by id, when nothing but `last_seen` moved
+    /// (for [`rescore_host_with`]); `None`: they changed, read them again.
+    pub items: Option<Vec<ScoreItem>>,
+    pub seen_again: SeenAgain,
+}
+
+/// Open findings observed again as they were: only their `last_seen` and `last_snapshot` move.
+#[derive(Debug, Default)]
+pub struct SeenAgain {
+    pub ids: Vec<i64>,
+    pub observed: String,
+    pub snapshot: Option<String>,
+}
+
+/// Writes `last_seen` (and `last_snapshot`) of findings observed again. Severity, which two indexes
+/// hold, is not rewritten. On PostgreSQL one statement covers every entry (a round trip each
+/// otherwise).
+pub fn mark_seen_again(conn: &Connection, seen: &[SeenAgain]) -> Result<(), StoreError> {
+    match conn.backend() {
+        super::db::Backend::Sqlite => {
+            for s in seen.iter().filter(|s| !s.ids.is_empty()) {
+                let ids = serde_json::to_string(&s.ids).map_err(|e| StoreError::Task(e.to_string()))?;
+                conn.prepare_cached(
+                    "UPDATE findings SET last_seen = ?2, last_snapshot = COALESCE(?3, last_snapshot)
+                     WHERE id IN (SELECT CAST(value AS INTEGER) FROM json_each(?1))",
+                )?
+                .execute(params![ids, s.observed, s.snapshot])?;
+            }
+        }
+        super::db::Backend::Postgres => {
+            #[derive(Serialize)]
+            struct Row<'a> {
+                id: i64,
+                observed: &'a str,
+                snapshot: Option<&'a str>,
+            }
+            let rows: Vec<Row<'_>> = seen
+                .iter()
+                .flat_map(|s| {
+                    s.ids.iter().map(|&id| Row {
+                        id,
+                        observed: &s.observed,
+                        snapshot: s.snapshot.as_deref(),
+                    })
+                })
+                .collect();
+            if rows.is_empty() {
+                return Ok(());
+            }
+            let rows = serde_json::to_string(&rows).map_err(|e| StoreError::Task(e.to_string()))?;
+            // `id IN (SELECT .. json ..)` got a generic plan that scanned the whole table (two thirds
+            // of the database's time under load); `= ANY(ARRAY(..))` is an init plan evaluated once
+            // and an index scan whatever the plan, joined to the rows for their values.
+            conn.prepare_cached(
+                "UPDATE findings f SET last_seen = x.observed, last_snapshot = COALESCE(x.snapshot, f.last_snapshot)
+                 FROM json_to_recordset(CAST(?1 AS JSON)) AS x(id BIGINT, observed TEXT, snapshot TEXT)
+                 WHERE f.id = ANY(ARRAY(SELECT y.id FROM json_to_recordset(CAST(?1 AS JSON)) AS y(id BIGINT)))
+                   AND f.id = x.id",
+            )?
+            .execute(params![rows])?;
+        }
+    }
+    Ok(())
+}
+
+/// An open finding of a host as [`read_hosts`] reads it.
 #[derive(Debug)]
 struct HostFinding {
     env_id: i64,
@@ -274,15 +417,16 @@ struct HostFinding {
 /// `(host or none, rule, subject)` within one environment and source.
 type FindingKey = (Option<String>, String, String);
 
-/// Writes what changed between the open findings of a judgement's scope and what it found. True
-/// as well when nothing but `last_seen` moved (nothing opened, changed or resolved).
+/// Writes what changed between the open findings of a judgement's scope and what it found, but for
+/// the findings observed again unchanged, which it returns for [`mark_seen_again`]. True as well
+/// when nothing but `last_seen` moved (nothing opened, changed or resolved).
 fn write_changes(
     conn: &Connection,
     j: &Judgement<'_>,
     found: &[Located],
     mut open: HashMap<FindingKey, OpenFinding>,
     now: OffsetDateTime,
-) -> Result<(Applied, bool), StoreError> {
+) -> Result<(Applied, bool, SeenAgain), StoreError> {
     let mut applied = Applied::default();
     let mut rewritten = false;
     let observed = ts(j.observed_at);
@@ -338,24 +482,6 @@ fn write_changes(
             applied.touched.insert(key.0);
         }
     }
-    if !seen_again.is_empty() {
-        // One statement for all of them (a round trip each on PostgreSQL), and severity, which two
-        // indexes hold, is not rewritten.
-        // On PostgreSQL, `id IN (SELECT json_array_elements_text(..))` got a generic plan that scanned
-        // the whole table (two thirds of the database's time under load); `= ANY(ARRAY(..))` is an
-        // init plan evaluated once and an index scan whatever the plan.
-        let ids = match conn.backend() {
-            super::db::Backend::Sqlite => "id IN (SELECT CAST(value AS INTEGER) FROM json_each(?1))",
-            super::db::Backend::Postgres => {
-                "id = ANY(ARRAY(SELECT CAST(json_array_elements_text(CAST(?1 AS JSON)) AS BIGINT)))"
-            }
-        };
-        let ids_json = serde_json::to_string(&seen_again).map_err(|e| StoreError::Task(e.to_string()))?;
-        conn.prepare_cached(&format!(
-            "UPDATE findings SET last_seen = ?2, last_snapshot = COALESCE(?3, last_snapshot) WHERE {ids}"
-        ))?
-        .execute(params![ids_json, observed, snapshot])?;
-    }
     for ((host, _, _), OpenFinding { id, .. }) in open {
         applied.touched.insert(host);
         conn.prepare_cached("UPDATE findings SET resolved_at = ?2, resolved_snapshot = ?3 WHERE id = ?1")?
@@ -364,7 +490,12 @@ fn write_changes(
         applied.resolved += 1;
     }
     let steady = !rewritten && applied.opened == 0 && applied.resolved == 0;
-    Ok((applied, steady))
+    let seen_again = SeenAgain {
+        ids: seen_again,
+        observed,
+        snapshot,
+    };
+    Ok((applied, steady, seen_again))
 }
 
 /// An open finding as stored, to compare with what was observed now.

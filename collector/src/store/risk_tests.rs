@@ -722,3 +722,135 @@ async fn an_unchanged_score_is_not_rewritten_but_each_day_keeps_its_history_row(
     assert_eq!(history(&org), 2);
     assert_eq!(updated_at(&org, "2026-11-21"), ts(changed));
 }
+
+/// The writer's group path (`ingest::store_group`): several hosts per round, a host twice in a
+/// group, a replayed id and an older snapshot, in one transaction, leave what posting them one by
+/// one would.
+#[tokio::test]
+async fn a_group_of_snapshots_is_judged_as_if_posted_one_by_one() {
+    let org = org_with(&[Tier::Priority]).await;
+    let (crit, low) = (finding(critical_rule(), ""), low_finding());
+    let now = OffsetDateTime::now_utc();
+    let token = org
+        .store
+        .issue_token("ORG-1", "prod", TimeDuration::days(30), &Actor::cli(), now)
+        .unwrap();
+    let enrolled = org
+        .store
+        .enroll(
+            EnrollRequest {
+                token: token.token.expose().to_owned(),
+                host_id: Uuid::now_v7(),
+                hostname: "vda02".to_owned(),
+                role: HostRole::Vda,
+                agent_version: "0.1.0".to_owned(),
+            },
+            now,
+        )
+        .await
+        .unwrap();
+    let (a, b) = match org
+        .store
+        .authenticate_agent(enrolled.credential.expose().to_owned(), now.date())
+        .await
+        .unwrap()
+    {
+        Authentication::Agent(b) => (org.agent.clone(), b),
+        other => panic!("{other:?}"),
+    };
+    let t = |h: i64| T0 + TimeDuration::hours(h);
+    for agent in [&a, &b] {
+        let first = snapshot_judged(Uuid::now_v7(), t(0), vec![crit.clone(), low.clone()]);
+        org.store
+            .insert_snapshot(agent.clone(), first, now)
+            .await
+            .unwrap();
+    }
+
+    let a1 = snapshot_judged(Uuid::now_v7(), t(1), vec![crit.clone(), low.clone()]);
+    let b1 = snapshot_judged(Uuid::now_v7(), t(1), vec![crit.clone()]);
+    let a2 = snapshot_judged(Uuid::now_v7(), t(2), vec![crit.clone(), low.clone()]);
+    let b_old = snapshot_judged(Uuid::now_v7(), T0 + TimeDuration::minutes(30), Vec::new());
+    let received = |s: i64| now + TimeDuration::seconds(s);
+    let item = |agent, snapshot, s| ingest::Item {
+        agent,
+        snapshot,
+        compressed: b"not read back",
+        now: received(s),
+    };
+    let items = [
+        item(&a, &a1, 1),
+        item(&b, &b1, 2),
+        // The same host again, then a replay of a1: later rounds, as they came.
+        item(&a, &a2, 3),
+        item(&a, &a1, 4),
+        // Older than b1: stored, but judges nothing.
+        item(&b, &b_old, 5),
+    ];
+    let results = {
+        let conn = org.store.lock();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .unwrap();
+        let results = ingest::store_group(&tx, &items).unwrap();
+        tx.commit().unwrap();
+        results
+    };
+    use Inserted::{Duplicate, Stored};
+    assert_eq!(results, vec![Stored, Stored, Stored, Duplicate, Stored]);
+    assert_eq!(org.count("SELECT COUNT(*) FROM snapshots"), 6);
+    assert_eq!(org.count("SELECT COUNT(*) FROM trend_points"), 6);
+
+    let host = |agent: &AgentIdentity| -> (Option<String>, Option<String>, Option<String>) {
+        org.store
+            .lock()
+            .query_row(
+                "SELECT latest_snapshot_id, latest_collected_at, last_seen FROM hosts WHERE host_id = ?1",
+                [agent.host_id.to_string()],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .unwrap()
+    };
+    // a2 is a's newest; the replay of a1 only moved last_seen.
+    assert_eq!(
+        host(&a),
+        (Some(a2.id.to_string()), Some(ts(t(2))), Some(ts(received(4))))
+    );
+    // b1 stays b's newest; the older snapshot moved last_seen only.
+    assert_eq!(
+        host(&b),
+        (Some(b1.id.to_string()), Some(ts(t(1))), Some(ts(received(5))))
+    );
+
+    let of = |agent: &AgentIdentity| -> Vec<(String, String, Option<String>)> {
+        org.store
+            .lock()
+            .prepare(
+                "SELECT rule_id, last_seen, last_snapshot FROM findings
+                 WHERE host_id = ?1 AND resolved_at IS NULL ORDER BY rule_id",
+            )
+            .unwrap()
+            .query_map([agent.host_id.to_string()], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    };
+    let a2_id = Some(a2.id.to_string());
+    let mut want_a = vec![
+        (crit.rule.clone(), ts(t(2)), a2_id.clone()),
+        (low.rule.clone(), ts(t(2)), a2_id),
+    ];
+    want_a.sort();
+    assert_eq!(of(&a), want_a, "a's findings were seen again by a1, then a2");
+    assert_eq!(
+        of(&b),
+        vec![(crit.rule.clone(), ts(t(1)), Some(b1.id.to_string()))],
+        "b1 resolved b's low finding; the older snapshot changed nothing"
+    );
+    assert_eq!(
+        org.count("SELECT COUNT(*) FROM findings WHERE resolved_at IS NOT NULL"),
+        1
+    );
+}

@@ -1,7 +1,7 @@
 //! Bulk writes for `callhome-collector seed`: synthetic orgs, contracts, environments, hosts and
 //! snapshots in large transactions.
 //!
-//! Snapshots go through the same judgement ingest runs (`judge_snapshot`: trend point, host
+//! Snapshots go through the same judgement ingest runs (`ingest::store_group`: trend point, host
 //! findings, queue entries, host score), and the caller then runs the periodic jobs for fleet
 //! findings and scores; only enrollment is skipped (a seeded host has no credential, so it cannot
 //! post), and past days of score history are made up, since no job ran on them.
@@ -10,9 +10,8 @@ use super::db::{Connection, TransactionBehavior, params};
 use time::{Date, OffsetDateTime};
 use uuid::Uuid;
 
-use super::{
-    AgentIdentity, Contract, NewSnapshot, Store, StoreError, check_name, contracts_of, judge_snapshot, ts,
-};
+use super::ingest::{Item, store_group};
+use super::{AgentIdentity, Contract, NewSnapshot, Store, StoreError, check_name, contracts_of, ts};
 use crate::entitlement::{self, ContractTerm, Tier};
 
 /// One synthetic org and everything under it.
@@ -202,23 +201,13 @@ fn seed_org(
             };
             for (snapshot, compressed) in &host.snapshots {
                 let received = snapshot.collected_at + time::Duration::seconds(2);
-                conn.prepare_cached(
-                    "INSERT INTO snapshots (id, host_id, org_id, env_id, schema_version, collected_at,
-                                            received_at, body_encoding, body, body_len)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'zstd', ?8, ?9)",
-                )?
-                .execute(params![
-                    snapshot.id.to_string(),
-                    host.host_id.to_string(),
-                    org.id,
-                    env_id,
-                    i64::from(snapshot.schema_version),
-                    ts(snapshot.collected_at),
-                    ts(received),
+                let item = Item {
+                    agent: &agent,
+                    snapshot,
                     compressed,
-                    i64::try_from(snapshot.body.len()).unwrap_or(i64::MAX),
-                ])?;
-                judge_snapshot(conn, &agent, snapshot, received.min(now))?;
+                    now: received.min(now),
+                };
+                store_group(conn, &[item])?;
                 counts.snapshots += 1;
             }
             conn.prepare_cached("UPDATE hosts SET last_seen = ?2 WHERE host_id = ?1")?

@@ -14,7 +14,8 @@ use time::OffsetDateTime;
 use tokio::sync::oneshot;
 
 use super::db::{Connection, TransactionBehavior};
-use super::{AgentIdentity, Inserted, NewSnapshot, Store, StoreError, insert_snapshot_in};
+use super::ingest::{self, Item};
+use super::{AgentIdentity, Inserted, NewSnapshot, Store, StoreError};
 
 /// Snapshots per transaction at most: bounds the time a group holds SQLite's write lock.
 const MAX_GROUP: usize = 256;
@@ -29,6 +30,17 @@ pub(super) struct Job {
     pub reply: oneshot::Sender<Result<Inserted, StoreError>>,
     /// Dropped after the reply (the request's place in the ingest queue).
     pub hold: Box<dyn Send>,
+}
+
+impl Job {
+    fn item(&self) -> Item<'_> {
+        Item {
+            agent: &self.agent,
+            snapshot: &self.snapshot,
+            compressed: &self.compressed,
+            now: self.now,
+        }
+    }
 }
 
 pub(super) struct Writer {
@@ -241,16 +253,11 @@ fn write_group_at_once(
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(GroupError::Database)?;
-    let mut results = Vec::with_capacity(group.len());
-    for job in group {
-        match insert_snapshot_in(&tx, &job.agent, &job.snapshot, &job.compressed, job.now) {
-            Ok(inserted) => results.push(Ok(inserted)),
-            // Dropping `tx` rolls back.
-            Err(_) => return Err(GroupError::Snapshot),
-        }
-    }
+    let items: Vec<Item<'_>> = group.iter().map(Job::item).collect();
+    // Dropping `tx` on an error rolls back.
+    let results = ingest::store_group(&tx, &items).map_err(|_| GroupError::Snapshot)?;
     tx.commit().map_err(GroupError::Database)?;
-    Ok(results)
+    Ok(results.into_iter().map(Ok).collect())
 }
 
 fn write_group_one_by_one(conn: &Connection, group: &[Job]) -> Vec<Result<Inserted, StoreError>> {
@@ -263,7 +270,11 @@ fn write_group_one_by_one(conn: &Connection, group: &[Job]) -> Vec<Result<Insert
         if let Err(e) = tx.execute_batch("SAVEPOINT snapshot") {
             return failed_all(group, &e);
         }
-        let result = insert_snapshot_in(&tx, &job.agent, &job.snapshot, &job.compressed, job.now);
+        let result = ingest::store_group(&tx, &[job.item()]).and_then(|r| {
+            r.into_iter()
+                .next()
+                .ok_or_else(|| StoreError::Task("no result for the snapshot".to_owned()))
+        });
         let end = if result.is_ok() {
             "RELEASE snapshot"
         } else {
