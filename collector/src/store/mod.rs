@@ -52,7 +52,10 @@ const BODY_ZSTD_LEVEL: i32 = 3;
 /// Reader connections per store for the request path's credential checks (`Store::read_blocking`).
 const READERS: usize = 4;
 static READER_TURN: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-/// Ingest writers per replica on PostgreSQL (see `Store::submit`).
+/// Ingest writers per replica on PostgreSQL (see `Store::submit`). One: a writer's group is what
+/// arrived during its last commit and costs a few statements whatever its size (`ingest.rs`), so
+/// more writers split the load into smaller groups for more of the server's time. On 2 cores, 15 s
+/// runs: 5,010 snapshots/s with one writer, 4,393 with two, 3,936 with four (2026-12-06).
 const PG_WRITERS: usize = 1;
 
 #[derive(Debug, thiserror::Error)]
@@ -438,8 +441,8 @@ impl Store {
     ///
     /// SQLite: one writer, sharing the store's connection (one writer per file; the mutex orders it
     /// with the admin writes). PostgreSQL: [`PG_WRITERS`] writers, each with a connection of its
-    /// own, since each statement waits a round trip; a host always goes to the same writer, so its
-    /// snapshots are written in the order they came and two writers never touch one host's rows.
+    /// own; a host always goes to the same writer, so its snapshots are written in the order they
+    /// came and two writers never touch one host's rows.
     fn submit(&self, job: writer::Job) -> Result<(), StoreError> {
         let mut ingest = self.ingest.lock().unwrap_or_else(|p| p.into_inner());
         if ingest.is_empty() {

@@ -1,7 +1,8 @@
 //! Group commit for ingest: one writer thread per store takes every snapshot waiting at that
 //! moment, stores them in one transaction (each inside its own savepoint, so one bad snapshot fails
 //! alone) and commits once. Each request gets its answer only after that commit: durability is
-//! unchanged, but one fsync (SQLite) or one WAL flush (PostgreSQL) now covers a whole group.
+//! unchanged, but one fsync (SQLite) or one WAL flush (PostgreSQL) now covers a whole group, and on
+//! PostgreSQL a few statements do (`ingest.rs`).
 //!
 //! No timer: a group is whatever arrived while the previous one was committing, so a lone snapshot
 //! is written at once and a burst shares commits.
