@@ -1732,6 +1732,11 @@ fn conversion_error(column: usize, message: String) -> db::Error {
     db::Error::conversion(column, message)
 }
 
+/// JSON text of a value the store binds (an id list, rows for `json_to_recordset`).
+fn to_json<T: Serialize + ?Sized>(v: &T) -> Result<String, StoreError> {
+    serde_json::to_string(v).map_err(|e| StoreError::Task(e.to_string()))
+}
+
 fn ser_display<T: std::fmt::Display, S: serde::Serializer>(v: &T, s: S) -> Result<S::Ok, S::Error> {
     s.collect_str(v)
 }

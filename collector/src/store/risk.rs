@@ -157,19 +157,15 @@ pub struct HostState {
     findings: Vec<HostFinding>,
 }
 
-/// The columns [`host_row`] reads on PostgreSQL, of `h` (hosts), `sh` (today's history row) and `f`
-/// (an open finding, with `queued` and `suppressed`).
-const HOST_COLUMNS: &str = "h.host_id, h.latest_collected_at, h.score, sh.score, sh.findings,
-    f.id, f.env_id, f.source, f.rule_id, f.subject, f.severity, f.title, f.evidence, f.queued, f.suppressed";
-
-/// The open findings of `h` with what [`HostState`] needs to know of them (PostgreSQL, LATERAL).
-macro_rules! open_finding_sql {
+/// The columns [`host_row`] reads, of `h` (hosts), `sh` (today's history row) and `f` (an open
+/// finding), with whether the finding has an open queue entry and whether a suppression covers it.
+macro_rules! host_columns_sql {
     () => {
         concat!(
-            "SELECT f.id, f.env_id, f.source, f.rule_id, f.subject, f.severity, f.title, f.evidence,
-                    EXISTS (SELECT 1 FROM queue q WHERE q.finding_id = f.id AND q.closed_at IS NULL) AS queued, ",
-            suppressed!("?3"),
-            " AS suppressed FROM findings f WHERE f.host_id = h.host_id AND f.resolved_at IS NULL"
+            "h.host_id, h.latest_collected_at, h.score, sh.score, sh.findings,
+             f.id, f.env_id, f.source, f.rule_id, f.subject, f.severity, f.title, f.evidence,
+             EXISTS (SELECT 1 FROM queue q WHERE q.finding_id = f.id AND q.closed_at IS NULL), ",
+            suppressed!("?3")
         )
     };
 }
@@ -187,20 +183,20 @@ pub fn read_hosts(
     match conn.backend() {
         super::db::Backend::Postgres => {
             let ids: Vec<String> = hosts.iter().map(Uuid::to_string).collect();
-            let ids = serde_json::to_string(&ids).map_err(|e| StoreError::Task(e.to_string()))?;
-            // `= ANY(ARRAY(..))`: an init plan evaluated once, then primary-key lookups.
+            let ids = super::to_json(&ids)?;
             // `= ANY(ARRAY(..))`: an init plan evaluated once, then primary-key lookups. Each host's
             // history row and findings in a LATERAL subquery that is not flattened (`OFFSET 0`), so
-            // they are index lookups per host: joined flat, the planner hashed whole tables.
-            let sql = format!(
-                "SELECT {HOST_COLUMNS} FROM hosts h
+            // they are index lookups per host: joined flat, the planner hashed both tables.
+            let mut stmt = conn.prepare_cached(concat!(
+                "SELECT ",
+                host_columns_sql!(),
+                " FROM hosts h
                  LEFT JOIN LATERAL (SELECT score, findings FROM score_history
                       WHERE scope = 'host' AND scope_id = h.host_id AND day = ?2 OFFSET 0) sh ON TRUE
-                 LEFT JOIN LATERAL ({} OFFSET 0) f ON TRUE
-                 WHERE h.host_id = ANY(ARRAY(SELECT json_array_elements_text(CAST(?1 AS JSON))))",
-                open_finding_sql!()
-            );
-            let mut stmt = conn.prepare_cached(&sql)?;
+                 LEFT JOIN LATERAL (SELECT * FROM findings
+                      WHERE host_id = h.host_id AND resolved_at IS NULL OFFSET 0) f ON TRUE
+                 WHERE h.host_id = ANY(ARRAY(SELECT json_array_elements_text(CAST(?1 AS JSON))))"
+            ))?;
             let rows = stmt.query_map(params![ids, day, now_ts], host_row)?;
             for row in rows {
                 add_host_row(&mut states, row?);
@@ -209,10 +205,8 @@ pub fn read_hosts(
         super::db::Backend::Sqlite => {
             // SQLite has no LATERAL; by primary key, it plans the flat joins as lookups.
             let mut stmt = conn.prepare_cached(concat!(
-                "SELECT h.host_id, h.latest_collected_at, h.score, sh.score, sh.findings,
-                        f.id, f.env_id, f.source, f.rule_id, f.subject, f.severity, f.title, f.evidence,
-                        EXISTS (SELECT 1 FROM queue q WHERE q.finding_id = f.id AND q.closed_at IS NULL), ",
-                suppressed!("?3"),
+                "SELECT ",
+                host_columns_sql!(),
                 " FROM hosts h
                  LEFT JOIN score_history sh ON sh.scope = 'host' AND sh.scope_id = h.host_id AND sh.day = ?2
                  LEFT JOIN findings f ON f.host_id = h.host_id AND f.resolved_at IS NULL
@@ -359,7 +353,7 @@ pub fn mark_seen_again(conn: &Connection, seen: &[SeenAgain]) -> Result<(), Stor
     match conn.backend() {
         super::db::Backend::Sqlite => {
             for s in seen.iter().filter(|s| !s.ids.is_empty()) {
-                let ids = serde_json::to_string(&s.ids).map_err(|e| StoreError::Task(e.to_string()))?;
+                let ids = super::to_json(&s.ids)?;
                 conn.prepare_cached(
                     "UPDATE findings SET last_seen = ?2, last_snapshot = COALESCE(?3, last_snapshot)
                      WHERE id IN (SELECT CAST(value AS INTEGER) FROM json_each(?1))",
@@ -387,7 +381,7 @@ pub fn mark_seen_again(conn: &Connection, seen: &[SeenAgain]) -> Result<(), Stor
             if rows.is_empty() {
                 return Ok(());
             }
-            let rows = serde_json::to_string(&rows).map_err(|e| StoreError::Task(e.to_string()))?;
+            let rows = super::to_json(&rows)?;
             // `id IN (SELECT .. json ..)` got a generic plan that scanned the whole table (two thirds
             // of the database's time under load); `= ANY(ARRAY(..))` is an init plan evaluated once
             // and an index scan whatever the plan, joined to the rows for their values.
