@@ -157,14 +157,12 @@ pub struct HostState {
     findings: Vec<HostFinding>,
 }
 
-/// The columns [`host_row`] reads, of `h` (hosts), `sh` (today's history row) and `f` (an open
-/// finding), with whether the finding has an open queue entry and whether a suppression covers it.
-macro_rules! host_columns_sql {
+/// Whether open finding `f` has an open queue entry, and whether a suppression covers it: the last
+/// two columns [`host_row`] reads.
+macro_rules! finding_flags_sql {
     () => {
         concat!(
-            "h.host_id, h.latest_collected_at, h.score, sh.score, sh.findings,
-             f.id, f.env_id, f.source, f.rule_id, f.subject, f.severity, f.title, f.evidence,
-             EXISTS (SELECT 1 FROM queue q WHERE q.finding_id = f.id AND q.closed_at IS NULL), ",
+            "EXISTS (SELECT 1 FROM queue q WHERE q.finding_id = f.id AND q.closed_at IS NULL), ",
             suppressed!("?3")
         )
     };
@@ -188,13 +186,18 @@ pub fn read_hosts(
             // history row and findings in a LATERAL subquery that is not flattened (`OFFSET 0`), so
             // they are index lookups per host: joined flat, the planner hashed both tables.
             let mut stmt = conn.prepare_cached(concat!(
-                "SELECT ",
-                host_columns_sql!(),
-                " FROM hosts h
+                "SELECT h.host_id, h.latest_collected_at, h.score, sh.score, sh.findings,
+                        f.id, f.env_id, f.source, f.rule_id, f.subject, f.severity, f.title, f.evidence,
+                        f.queued, f.suppressed
+                 FROM hosts h
                  LEFT JOIN LATERAL (SELECT score, findings FROM score_history
                       WHERE scope = 'host' AND scope_id = h.host_id AND day = ?2 OFFSET 0) sh ON TRUE
-                 LEFT JOIN LATERAL (SELECT * FROM findings
-                      WHERE host_id = h.host_id AND resolved_at IS NULL OFFSET 0) f ON TRUE
+                 LEFT JOIN LATERAL (SELECT f.id, f.env_id, f.source, f.rule_id, f.subject, f.severity,
+                                           f.title, f.evidence, ",
+                finding_flags_sql!(),
+                " FROM findings f WHERE f.host_id = h.host_id AND f.resolved_at IS NULL OFFSET 0)
+                      AS f (id, env_id, source, rule_id, subject, severity, title, evidence, queued, suppressed)
+                      ON TRUE
                  WHERE h.host_id = ANY(ARRAY(SELECT json_array_elements_text(CAST(?1 AS JSON))))"
             ))?;
             let rows = stmt.query_map(params![ids, day, now_ts], host_row)?;
@@ -205,8 +208,9 @@ pub fn read_hosts(
         super::db::Backend::Sqlite => {
             // SQLite has no LATERAL; by primary key, it plans the flat joins as lookups.
             let mut stmt = conn.prepare_cached(concat!(
-                "SELECT ",
-                host_columns_sql!(),
+                "SELECT h.host_id, h.latest_collected_at, h.score, sh.score, sh.findings,
+                        f.id, f.env_id, f.source, f.rule_id, f.subject, f.severity, f.title, f.evidence, ",
+                finding_flags_sql!(),
                 " FROM hosts h
                  LEFT JOIN score_history sh ON sh.scope = 'host' AND sh.scope_id = h.host_id AND sh.day = ?2
                  LEFT JOIN findings f ON f.host_id = h.host_id AND f.resolved_at IS NULL
